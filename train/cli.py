@@ -1,0 +1,159 @@
+"""Command line for training: parse options, load MNIST, train, export."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from train.data import IDXError, default_data_dir, load_split
+from train.export import ExportError, export_and_check
+from train.loop import TrainConfig, to_tensor, train
+from train.model import Net, count_parameters
+
+DEFAULTS = TrainConfig()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m train",
+        description="Train the MNIST CNN on CPU or GPU and export it to ONNX with a model card.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="number of passes over the training set")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="training images per step")
+    parser.add_argument(
+        "--lr", type=float, default=DEFAULTS.lr,
+        help="peak learning rate of the one-cycle schedule, or the rate itself with --schedule constant",
+    )
+    parser.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay, help="AdamW weight decay")
+    parser.add_argument(
+        "--schedule", choices=("onecycle", "constant"), default=DEFAULTS.schedule, help="learning-rate schedule"
+    )
+    parser.add_argument(
+        "--label-smoothing", type=float, default=DEFAULTS.label_smoothing, help="label smoothing of the cross entropy"
+    )
+    parser.add_argument(
+        "--augment", action=argparse.BooleanOptionalAction, default=DEFAULTS.augment,
+        help="apply a random rotation, shift and scale to every training batch",
+    )
+    parser.add_argument("--max-rotation", type=float, default=DEFAULTS.max_rotation, help="augmentation: degrees")
+    parser.add_argument("--max-shift", type=float, default=DEFAULTS.max_shift, help="augmentation: pixels")
+    parser.add_argument(
+        "--max-scale", type=float, default=DEFAULTS.max_scale, help="augmentation: fraction, 0.1 scales by 0.9-1.1"
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed for weights, shuffling and augmentation")
+    parser.add_argument(
+        "--limit", type=int, default=None,
+        help="use only the first N training and N test images, for a quick smoke run (default: all)",
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=DEFAULTS.device, help="device to train on")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="PyTorch CPU threads (default: PyTorch's choice, one per core)"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=None,
+        help="folder with the MNIST IDX files (default: $MNIST_DIR, else data/mnist in the checkout)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("models/mnist.onnx"), help="ONNX file to write")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        schedule=args.schedule,
+        label_smoothing=args.label_smoothing,
+        augment=args.augment,
+        max_rotation=args.max_rotation,
+        max_shift=args.max_shift,
+        max_scale=args.max_scale,
+        seed=args.seed,
+        limit=args.limit,
+        device=args.device,
+    )
+
+
+def validate(config: TrainConfig) -> str | None:
+    """Return an error message for the first invalid setting, or None."""
+    if config.epochs < 1:
+        return f"--epochs must be at least 1, got {config.epochs}"
+    if config.batch_size < 1:
+        return f"--batch-size must be at least 1, got {config.batch_size}"
+    if config.lr <= 0:
+        return f"--lr must be positive, got {config.lr}"
+    if not 0 <= config.label_smoothing < 1:
+        return f"--label-smoothing must be in [0, 1), got {config.label_smoothing}"
+    if config.limit is not None and config.limit < 1:
+        return f"--limit must be at least 1, got {config.limit}"
+    if not 0 <= config.max_scale < 1:
+        return f"--max-scale must be in [0, 1), got {config.max_scale}"
+    if config.device == "cuda" and not torch.cuda.is_available():
+        return "--device cuda was requested but PyTorch sees no CUDA device; use --device cpu"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    error = validate(config)
+    if error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    data_dir = args.data_dir or default_data_dir()
+    try:
+        train_images, train_labels = load_split("train", data_dir)
+        test_images, test_labels = load_split("test", data_dir)
+    except IDXError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if config.limit:
+        train_images, train_labels = train_images[: config.limit], train_labels[: config.limit]
+        test_images, test_labels = test_images[: config.limit], test_labels[: config.limit]
+
+    torch.manual_seed(config.seed)
+    device = config.device
+    # channels_last lets oneDNN pick faster convolution kernels for these small layers:
+    # a training step took about half the time of the default layout on a 2-core CPU.
+    model = Net(dropout=config.dropout).to(device, memory_format=torch.channels_last)
+    print(
+        f"training {count_parameters(model):,} parameters on {len(train_images):,} images "
+        f"({device}, {torch.get_num_threads()} threads), testing on {len(test_images):,}"
+    )
+
+    started = time.perf_counter()
+    result = train(
+        model,
+        to_tensor(train_images, device),
+        torch.from_numpy(train_labels.astype(np.int64)).to(device),
+        to_tensor(test_images, device),
+        torch.from_numpy(test_labels.astype(np.int64)).to(device),
+        config,
+    )
+    print(f"trained {config.epochs} epochs in {time.perf_counter() - started:.1f} s")
+
+    try:
+        export_and_check(
+            model.to(memory_format=torch.contiguous_format),
+            args.out,
+            to_tensor(test_images).numpy(),
+            test_labels,
+            config.to_dict(),
+            [asdict(epoch) for epoch in result.history],
+            result.seconds,
+        )
+    except ExportError as exc:
+        print(f"error: {exc}; {args.out} was left unchanged", file=sys.stderr)
+        return 1
+    return 0

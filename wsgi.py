@@ -1,0 +1,11 @@
+"""WSGI entry point: gunicorn wsgi:app"""
+
+import sys
+
+from webapp import StartupError, create_app
+
+try:
+    app = create_app()
+except StartupError as exc:
+    print(f"error: {exc}", file=sys.stderr, flush=True)
+    raise SystemExit(1) from None
