@@ -15,10 +15,13 @@ errorlog = "-"
 
 def on_starting(server):
     """Check settings and files in the master, so a bad deployment stops with one clear line."""
-    from webapp import StartupError, create_app
+    # NOTE: only webapp.settings is imported here. Importing onnxruntime in the master
+    # made every forked worker hang at exit until graceful_timeout (30 s) ran out
+    # (onnxruntime 1.32, gunicorn 27.0.1).
+    from webapp.settings import StartupError, load_settings
 
     try:
-        create_app()
+        load_settings()
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)

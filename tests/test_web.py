@@ -169,9 +169,9 @@ def test_footer_shows_model_accuracy(client, model_path):
 
 
 def test_static_htmx_is_served(client):
-    response = client.get("/static/htmx.min.js")
-    assert response.status_code == 200
-    assert b'version:"2.0.11"' in response.data
+    with client.get("/static/htmx.min.js") as response:
+        assert response.status_code == 200
+        assert b'version:"2.0.11"' in response.data
 
 
 def test_missing_model_stops_startup(mnist_dir, tmp_path):

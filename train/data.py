@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import http.client
+import math
 import os
 import sys
 import tempfile
@@ -119,7 +121,7 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
 
     dtype = IDX_DTYPES[type_code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: a forged header cannot overflow
     found = len(data) - header_size
     if found != expected:
         dims = "x".join(str(d) for d in shape)
@@ -198,6 +200,10 @@ def _write_atomically(path: Path, content: bytes) -> None:
             tmp.write(content)
             tmp.flush()
             os.fsync(tmp.fileno())
+        # mkstemp creates the file with mode 0600; give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -243,7 +249,7 @@ def download(
             try:
                 content = _fetch(url, timeout)
                 _verified_decompressed(content, mnist_file.sha256, url)
-            except (urllib.error.URLError, OSError, IDXError) as exc:
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
                 failures.append(f"{url}: {exc}")
                 log(f"{url}: failed ({exc}); trying the next mirror")
                 continue
@@ -265,6 +271,8 @@ def verify(data_dir: str | os.PathLike) -> list[str]:
             _verified_decompressed(path.read_bytes(), mnist_file.sha256, str(path))
         except IDXError as exc:
             problems.append(str(exc))
+        except OSError as exc:
+            problems.append(f"{exc.filename}: cannot read file ({exc.strerror})")
     return problems
 
 
