@@ -24,9 +24,10 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     # Imported here, not at module level: these import onnxruntime, which must stay out
     # of a gunicorn master that only checks the settings (see gunicorn.conf.py).
-    from webapp import errors, resources, views
+    from webapp import errors, explore_views, resources, views
 
     app.register_blueprint(views.bp)
+    app.register_blueprint(explore_views.bp)
     errors.init_app(app)
     app.context_processor(lambda: {"card": resources.model_card()})
     return app

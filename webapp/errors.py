@@ -22,8 +22,19 @@ def error_response(status: int, title: str, message: str):
         response = jsonify(error=message)
         response.status_code = status
         return response
+    # htmx names the element it will replace in HX-Target; the error fragment takes that
+    # id so that the next request from the page still finds its target.
+    target = request.headers.get("HX-Target") or "digit"
+    if not target.replace("-", "").replace("_", "").isalnum():
+        target = "digit"
     return render_page_or_fragment(
-        "error_page.html", "error_fragment.html", status=status, title=title, message=message, status_code=status
+        "error_page.html",
+        "error_fragment.html",
+        status=status,
+        title=title,
+        message=message,
+        status_code=status,
+        target_id=target,
     )
 
 

@@ -35,6 +35,38 @@ class Digit:
         return self.predicted == self.label
 
 
+@dataclass(frozen=True)
+class Predictions:
+    """The model's output for the whole test set, with the figures the explorer filters on."""
+
+    labels: np.ndarray  # int64 [N]
+    probabilities: np.ndarray  # float32 [N, 10]
+    predicted: np.ndarray  # int64 [N]
+    confidence: np.ndarray  # float32 [N], probability of the predicted class
+    margin: np.ndarray  # float32 [N], top probability minus the runner-up; small means hard
+
+    @classmethod
+    def from_probabilities(cls, labels: np.ndarray, probabilities: np.ndarray) -> "Predictions":
+        top_two = np.sort(probabilities, axis=1)[:, -2:]
+        return cls(
+            labels=labels.astype(np.int64),
+            probabilities=probabilities,
+            predicted=probabilities.argmax(1),
+            confidence=top_two[:, 1],
+            margin=top_two[:, 1] - top_two[:, 0],
+        )
+
+    @property
+    def correct(self) -> np.ndarray:
+        return self.predicted == self.labels
+
+    def confusion_matrix(self) -> np.ndarray:
+        """Return counts [10, 10]: rows are true labels, columns are predicted classes."""
+        matrix = np.zeros((10, 10), dtype=np.int64)
+        np.add.at(matrix, (self.labels, self.predicted), 1)
+        return matrix
+
+
 class TestSet:
     """Test images and labels, with probabilities for all of them computed on first use."""
 
@@ -43,23 +75,27 @@ class TestSet:
     def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
         self.images = images  # uint8 [N, 28, 28]
         self.labels = labels  # uint8 [N]
-        self._probabilities: dict[str, np.ndarray] = {}
+        self._predictions: dict[str, Predictions] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def probabilities(self, model: Model) -> np.ndarray:
-        """Return the model's probabilities [N, 10] for every test digit, computed once."""
+    def predictions(self, model: Model) -> Predictions:
+        """Return the model's predictions for every test digit, computed once per model."""
         key = str(model.path)
-        result = self._probabilities.get(key)
+        result = self._predictions.get(key)
         if result is None:
             with self._lock:
-                result = self._probabilities.get(key)
+                result = self._predictions.get(key)
                 if result is None:
-                    result = self._predict_all(model)
-                    self._probabilities[key] = result
+                    result = Predictions.from_probabilities(self.labels, self._predict_all(model))
+                    self._predictions[key] = result
         return result
+
+    def probabilities(self, model: Model) -> np.ndarray:
+        """Return the model's probabilities [N, 10] for every test digit, computed once."""
+        return self.predictions(model).probabilities
 
     def _predict_all(self, model: Model) -> np.ndarray:
         batches = []

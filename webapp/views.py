@@ -28,13 +28,13 @@ def wants_fragment() -> bool:
     )
 
 
-def render_page_or_fragment(page: str, fragment: str, status: int = 200, **context):
+def render_page_or_fragment(page_template: str, fragment_template: str, status: int = 200, **context):
     """Render the fragment for htmx requests and the full page for any other request.
 
     The response varies on HX-Request, so a cache (the browser's included) never answers
     a normal navigation with a fragment it stored for htmx.
     """
-    template = fragment if wants_fragment() else page
+    template = fragment_template if wants_fragment() else page_template
     response = make_response(render_template(template, **context), status)
     response.vary.add("HX-Request")
     return response
