@@ -1,16 +1,70 @@
 """gunicorn settings, read automatically by `gunicorn wsgi:app` from the working directory.
 
 Each worker is a separate process with its own ONNX Runtime session, created after the
-fork. Environment variables override the defaults below.
+fork. Environment variables override the defaults below: GUNICORN_BIND, WEB_CONCURRENCY
+(workers), GUNICORN_THREADS (request threads per worker) and ORT_INTRA_OP_THREADS
+(threads of each worker's session).
 """
 
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))
-accesslog = "-"
-errorlog = "-"
+
+# NOTE: no preload. Each worker imports the app, and with it onnxruntime, after the fork
+# and builds its own ONNX Runtime session. A session and its thread pool do not survive a
+# fork, and onnxruntime in the master makes workers hang at exit (see on_starting).
+preload_app = False
+
+# gunicorn 27's control socket (for gunicornc) defaults to one path per user, so each
+# instance on a host would unlink the socket of the one started before it. This app does
+# not use it.
+control_socket_disable = True
+
+# Threaded workers: browsers open spare connections ahead of time, and a sync worker
+# blocks on such an idle connection until its timeout, stalling every page behind it.
+worker_class = "gthread"
+
+accesslog = "-"  # stdout
+errorlog = "-"  # stderr
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
+
+
+def cpu_cores() -> int:
+    """Return the CPUs this process may run on, which a container or taskset can limit."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def positive_int_from_env(name: str, default: int) -> int:
+    value = os.environ.get(name) or str(default)
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        sizing_errors.append(f"environment variable {name}={value!r} is invalid; expected a positive integer")
+        return default
+    return number
+
+
+# Workers x intra-op threads stays at or below the cores unless WEB_CONCURRENCY sets the
+# workers: each worker's session runs ORT_INTRA_OP_THREADS threads at once.
+sizing_errors: list[str] = []
+cores = cpu_cores()
+intra_op_threads = positive_int_from_env("ORT_INTRA_OP_THREADS", 1)
+threads = positive_int_from_env("GUNICORN_THREADS", 4)  # request threads per worker
+if os.environ.get("WEB_CONCURRENCY"):
+    workers = positive_int_from_env("WEB_CONCURRENCY", 1)
+    workers_source = "WEB_CONCURRENCY"
+else:
+    workers = max(1, cores // intra_op_threads)
+    workers_source = "cores/ORT_INTRA_OP_THREADS"
 
 
 def on_starting(server):
@@ -21,7 +75,77 @@ def on_starting(server):
     from webapp.settings import StartupError, load_settings
 
     try:
+        if sizing_errors:
+            raise StartupError(sizing_errors[0])
         load_settings()
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
+
+    # server.cfg.workers includes a --workers option given on the command line.
+    total_threads = server.cfg.workers * intra_op_threads
+    server.log.info(
+        "event=sizing cores=%d workers=%d workers_from=%s intra_op_threads=%d total_threads=%d",
+        cores, server.cfg.workers, workers_source, intra_op_threads, total_threads,
+    )
+    if total_threads > cores:
+        server.log.warning(
+            "event=sizing_oversubscribed workers=%d intra_op_threads=%d cores=%d",
+            server.cfg.workers, intra_op_threads, cores,
+        )
+    prepare_metrics_dir(server)
+
+
+def prepare_metrics_dir(server):
+    """Point prometheus_client's multiprocess mode at an empty folder, which workers inherit.
+
+    A folder named by PROMETHEUS_MULTIPROC_DIR is emptied of metric files from an earlier
+    run; otherwise a new temporary folder is created, and on_exit removes it.
+    """
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink()
+    else:
+        folder = tempfile.mkdtemp(prefix="mnist-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        created_metrics_dirs.append(folder)
+    server.log.info("event=metrics_dir path=%s", folder)
+
+
+created_metrics_dirs: list[str] = []
+
+
+def post_worker_init(worker):
+    """Warm up the worker before it accepts requests; stop the server on a settings or model error."""
+    # Runs in the worker after the fork, so importing onnxruntime here is safe.
+    from gunicorn.arbiter import Arbiter
+
+    from webapp import ops
+    from webapp.inference import ModelError
+    from webapp.settings import StartupError
+
+    ops.configure_logging(worker.cfg.loglevel)
+    try:
+        ops.warm_up(worker.wsgi, gunicorn_workers=worker.cfg.workers)
+    except (StartupError, ModelError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        # Exit code 3 makes the master stop instead of starting a new worker.
+        sys.exit(Arbiter.WORKER_BOOT_ERROR)
+    except Exception:
+        # The worker serves, but /readyz reports 503 with the reason and retries the warm-up.
+        worker.log.exception("event=warm_up_failed pid=%d", worker.pid)
+
+
+def child_exit(server, worker):
+    """Remove the live-gauge files of a worker that has exited (prometheus_client multiprocess mode)."""
+    # prometheus_client starts no threads on import, unlike onnxruntime, so the master may import it.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    for folder in created_metrics_dirs:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -9,3 +9,7 @@ try:
 except StartupError as exc:
     print(f"error: {exc}", file=sys.stderr, flush=True)
     raise SystemExit(1) from None
+
+# Flask turns debug mode on when FLASK_DEBUG is set in the environment. A served app
+# never runs in debug mode, whatever the environment says.
+app.debug = False

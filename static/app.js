@@ -23,6 +23,14 @@
     }
   });
 
+  // htmx requests that change state carry the page's CSRF token in a header.
+  document.addEventListener("htmx:configRequest", function (event) {
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    if (meta && event.detail.verb !== "get") {
+      event.detail.headers["X-CSRF-Token"] = meta.content;
+    }
+  });
+
   // After htmx swaps in a new digit, move focus to its Next button if focus was lost
   // with the old one, so keyboard users can keep pressing Enter.
   document.addEventListener("htmx:afterSwap", function (event) {

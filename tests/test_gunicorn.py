@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-GUNICORN = str(Path(sys.executable).parent / "gunicorn")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from conftest import GUNICORN, REPO_ROOT, free_port, running_gunicorn
 
 
 def get(url: str, headers: dict | None = None):
@@ -35,32 +23,9 @@ def get(url: str, headers: dict | None = None):
 
 @pytest.fixture(scope="module")
 def server(mnist_dir, model_path):
-    port = free_port()
-    env = {**os.environ, "MNIST_DIR": str(mnist_dir), "MODEL_PATH": str(model_path),
-           "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2"}
-    process = subprocess.Popen([GUNICORN, "wsgi:app"], cwd=REPO_ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if get(base + "/digits/0")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"gunicorn did not start: {process.stdout.read() if process.poll() is not None else 'timed out'}")
-            time.sleep(0.2)
+    env = {"MNIST_DIR": str(mnist_dir), "MODEL_PATH": str(model_path), "WEB_CONCURRENCY": "2"}
+    with running_gunicorn(env) as base:
         yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        process.stdout.close()
 
 
 def test_page_under_gunicorn(server):

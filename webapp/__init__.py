@@ -21,13 +21,20 @@ def create_app(test_config: dict | None = None) -> Flask:
         static_folder=str(REPO_ROOT / "static"),
     )
     app.config.from_mapping(load_settings(test_config))
+    # The session cookie only carries the CSRF token; keep it away from scripts and
+    # from cross-site requests.
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
 
     # Imported here, not at module level: these import onnxruntime, which must stay out
     # of a gunicorn master that only checks the settings (see gunicorn.conf.py).
-    from webapp import errors, explore_views, resources, views
+    from webapp import api, draw_views, errors, explore_views, ops, resources, security, views
 
     app.register_blueprint(views.bp)
     app.register_blueprint(explore_views.bp)
+    app.register_blueprint(draw_views.bp)
+    app.register_blueprint(api.bp)
+    ops.init_app(app)
+    security.init_app(app)
     errors.init_app(app)
     app.context_processor(lambda: {"card": resources.model_card()})
     return app

@@ -9,6 +9,7 @@ from flask import current_app
 
 from webapp.inference import Model, SessionSettings, get_model
 from webapp.process_cache import ProcessCache
+from webapp.providers import configured_providers
 from webapp.testset import TestSet, get_test_set
 
 _cards: ProcessCache[dict] = ProcessCache()
@@ -16,7 +17,11 @@ _cards: ProcessCache[dict] = ProcessCache()
 
 def session_settings() -> SessionSettings:
     config = current_app.config
-    return SessionSettings(model_path=config["MODEL_PATH"], intra_op_threads=config["ORT_INTRA_OP_THREADS"])
+    return SessionSettings(
+        model_path=config["MODEL_PATH"],
+        intra_op_threads=config["ORT_INTRA_OP_THREADS"],
+        providers=configured_providers(config["ORT_PROVIDERS"], config["ORT_PROVIDER_FALLBACK"]),
+    )
 
 
 def current_model() -> Model:

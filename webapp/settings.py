@@ -20,7 +20,18 @@ ENVIRONMENT_SETTINGS = {
     "MNIST_DIR": str,
     "ORT_INTRA_OP_THREADS": int,
     "PNG_SCALE": int,
+    "ORT_PROVIDERS": str,
+    "ORT_PROVIDER_FALLBACK": str,
+    "API_MAX_BATCH": int,
+    "MAX_CONTENT_LENGTH": int,
+    "SECRET_KEY": str,
 }
+MIN_SECRET_KEY_LENGTH = 16
+SECRET_KEY_HINT = "generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+
+# Values of ORT_PROVIDER_FALLBACK, the action taken when ORT_PROVIDERS requests a provider
+# that this ONNX Runtime build lacks.
+PROVIDER_FALLBACKS = ("cpu", "fail")
 
 
 class StartupError(RuntimeError):
@@ -37,6 +48,15 @@ def default_settings() -> dict:
         "ORT_INTRA_OP_THREADS": 1,
         # Digit PNGs are 28 x PNG_SCALE pixels wide.
         "PNG_SCALE": 10,
+        # ONNX Runtime execution providers in priority order; a comma-separated string in
+        # the environment, a tuple of names once loaded (see webapp/providers.py).
+        "ORT_PROVIDERS": ("CPUExecutionProvider",),
+        # "cpu": run on the CPU when a requested provider is unavailable; "fail": stop.
+        "ORT_PROVIDER_FALLBACK": "cpu",
+        # Maximum number of images in one POST /api/predict/batch request.
+        "API_MAX_BATCH": 256,
+        # Maximum request body size in bytes; Flask rejects larger bodies with 413.
+        "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
     }
 
 
@@ -53,12 +73,38 @@ def settings_from_environment(environ=os.environ) -> dict:
     return settings
 
 
+def check_secret_key(settings: dict) -> None:
+    """Raise StartupError unless SECRET_KEY is set; only tests (TESTING) may run without one.
+
+    The key signs the session cookie that carries the CSRF token. There is deliberately
+    no default: a key in the source code would let anyone forge sessions.
+    """
+    key = settings.get("SECRET_KEY")
+    if not key:
+        if settings.get("TESTING"):
+            return
+        raise StartupError(
+            f"SECRET_KEY is not set; {SECRET_KEY_HINT} and pass it in the environment. "
+            f"Every instance behind one load balancer needs the same key"
+        )
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise StartupError(f"SECRET_KEY is {len(key)} characters long; use at least {MIN_SECRET_KEY_LENGTH}: {SECRET_KEY_HINT}")
+
+
 def check_settings(settings: dict) -> None:
     """Raise StartupError if a setting is invalid or a file the app serves from is missing."""
-    for name in ("ORT_INTRA_OP_THREADS", "PNG_SCALE"):
+    check_secret_key(settings)
+    for name in ("ORT_INTRA_OP_THREADS", "PNG_SCALE", "API_MAX_BATCH", "MAX_CONTENT_LENGTH"):
         value = settings[name]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise StartupError(f"{name}={value!r} is invalid; expected a positive integer")
+    if not settings["ORT_PROVIDERS"]:
+        raise StartupError("ORT_PROVIDERS is empty; name at least one execution provider, e.g. CPUExecutionProvider")
+    if settings["ORT_PROVIDER_FALLBACK"] not in PROVIDER_FALLBACKS:
+        raise StartupError(
+            f"ORT_PROVIDER_FALLBACK={settings['ORT_PROVIDER_FALLBACK']!r} is invalid; "
+            f"expected one of {', '.join(PROVIDER_FALLBACKS)}"
+        )
 
     model_path = Path(settings["MODEL_PATH"])
     if not model_path.is_file():
@@ -74,11 +120,18 @@ def check_settings(settings: dict) -> None:
             raise StartupError(str(exc)) from None
 
 
+def parse_provider_names(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Return provider names from a comma-separated string or a sequence, without blanks."""
+    names = value.split(",") if isinstance(value, str) else value
+    return tuple(name.strip() for name in names if name.strip())
+
+
 def load_settings(test_config: dict | None = None) -> dict:
     """Return the checked settings: defaults, then the environment, then test_config."""
     settings = default_settings()
     settings.update(settings_from_environment())
     if test_config is not None:
         settings.update(test_config)
+    settings["ORT_PROVIDERS"] = parse_provider_names(settings["ORT_PROVIDERS"])
     check_settings(settings)
     return settings
