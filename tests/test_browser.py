@@ -195,7 +195,7 @@ def test_upload_without_javascript(browser, server, test_split, tmp_path):
 def test_confusion_cell_opens_explorer(page, server):
     page.goto(f"{server}/confusion")
     cell = page.locator("td:not(.diagonal) a").first
-    match = re.fullmatch(r"(\d+) digits labelled (\d) predicted as (\d)", cell.get_attribute("aria-label"))
+    match = re.fullmatch(r"(\d+) digits? labelled (\d) predicted as (\d)", cell.get_attribute("aria-label"))
     count, label, predicted = (int(g) for g in match.groups())
     cell.click()
     page.wait_for_url(re.compile(r"/explore\?"))

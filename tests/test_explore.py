@@ -45,7 +45,7 @@ def test_confusion_matrix_sums_to_test_set(client, predictions, card):
     assert matrix.trace() == card["test_correct"]
     html = client.get("/confusion").text
     assert f"{card['test_correct']:,} correct" in html
-    cells = re.findall(r'aria-label="(\d+) digits labelled (\d) predicted as (\d)"', html)
+    cells = re.findall(r'aria-label="(\d+) digits? labelled (\d) predicted as (\d)"', html)
     assert sum(int(count) for count, _, _ in cells) == 10_000
     for count, label, predicted in cells:
         assert int(count) == matrix[int(label), int(predicted)]
@@ -196,3 +196,21 @@ def test_wrong_digit_has_wrong_badge(client, predictions):
     html = client.get(f"/digits/{wrong}").text
     assert '<span class="badge wrong">wrong</span>' in html
     assert f"predicted as {int(predictions.predicted[wrong])}" in html
+
+
+def test_form_submission_redirects_to_canonical_url(client):
+    response = client.get("/explore?label=&predicted=&outcome=wrong&max_confidence=&sort=index")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/explore?outcome=wrong"
+
+
+def test_htmx_filter_pushes_canonical_url(client):
+    response = client.get("/explore?label=3&predicted=&sort=index", headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert response.headers["HX-Push-Url"] == "/explore?label=3"
+
+
+def test_page_past_end_links_to_last_page(client):
+    html = client.get("/explore?label=3&page=999").text
+    assert "This page is past the end." in html
+    assert 'rel="prev" href="/explore?label=3&amp;page=17"' in html

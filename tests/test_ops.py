@@ -423,10 +423,15 @@ def test_logs_under_gunicorn(server, model_path):
     assert headers["X-Request-ID"] == "trace-7"
     sha256 = hashlib.sha256(model_path.read_bytes()).hexdigest()
 
+    # The app's log line and gunicorn's access-log line are written separately, and the
+    # access line comes after the response is sent: wait for both.
+    access_line = re.compile(r'"POST /api/predict HTTP/1.1" 400 .* request_id=trace-7')
     deadline = time.monotonic() + 10
-    while "request_id=trace-7 event=request_error" not in server.log() and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        log = server.log()
+        if "request_id=trace-7 event=request_error" in log and access_line.search(log):
+            break
         time.sleep(0.1)
-    log = server.log()
     assert re.search(r"event=sizing cores=\d+ workers=2 workers_from=WEB_CONCURRENCY intra_op_threads=1", log)
     assert f"event=model_loaded path={model_path} sha256={sha256} providers={CPU_PROVIDER}" in log
     assert log.count("event=warm_up_done") == 2
@@ -434,7 +439,7 @@ def test_logs_under_gunicorn(server, model_path):
     assert len(error_lines) == 1
     assert "status=400" in error_lines[0]
     assert 'error="the request body must be a JSON object, got array"' in error_lines[0]
-    assert re.search(r'"POST /api/predict HTTP/1.1" 400 .* request_id=trace-7', log)  # access log
+    assert access_line.search(log)
 
 
 def test_metrics_dir_removed_at_exit(mnist_dir, model_path, tmp_path):

@@ -258,7 +258,11 @@ def download(
             written.append(target)
             break
         else:
-            raise IDXError(f"could not download {mnist_file.name}.gz from any mirror:\n  " + "\n  ".join(failures))
+            raise IDXError(
+                f"could not download {mnist_file.name}.gz from any mirror:\n  " + "\n  ".join(failures)
+                + f"\nCheck the network, name another mirror with --mirror URL, or copy the four files "
+                f"into {data_dir} (or any folder, then set MNIST_DIR to it)"
+            )
     return written
 
 

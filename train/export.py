@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import io
 import json
+import logging
 import os
 import platform
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +53,34 @@ def export_onnx(model: nn.Module, path: Path, metadata: dict[str, str] | None = 
     wrapped = WithSoftmax(model).eval().cpu()
     example = torch.rand(2, 1, 28, 28)
     batch = torch.export.Dim("batch")
+    with quiet_exporter():
+        _export(wrapped, example, path, batch)
+    if metadata:
+        proto = onnx.load(str(path))
+        for key, value in metadata.items():
+            proto.metadata_props.add(key=key, value=value)
+        onnx.save(proto, str(path))
+
+
+@contextlib.contextmanager
+def quiet_exporter():
+    """Hide the exporter's progress lines and its notes about its own internals.
+
+    torch 2.13's exporter prints each step to stdout, logs that torchvision is missing
+    (irrelevant here) and warns about a deprecated class it uses itself.
+    """
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+            yield
+    finally:
+        exporter_log.setLevel(level)
+
+
+def _export(wrapped: nn.Module, example: torch.Tensor, path: Path, batch) -> None:
     # external_data=False keeps the weights inside the .onnx file; the exporter would
     # otherwise write them to a separate .onnx.data file that deployments tend to lose.
     torch.onnx.export(
@@ -63,11 +95,6 @@ def export_onnx(model: nn.Module, path: Path, metadata: dict[str, str] | None = 
         dynamo=True,
         verbose=False,
     )
-    if metadata:
-        proto = onnx.load(str(path))
-        for key, value in metadata.items():
-            proto.metadata_props.add(key=key, value=value)
-        onnx.save(proto, str(path))
 
 
 def onnx_probabilities(session: ort.InferenceSession, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:

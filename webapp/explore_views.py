@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 
 import onnxruntime as ort
-from flask import Blueprint, render_template, request, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 
 from webapp.explorer import ExplorerQuery, class_metrics, paginate, select
 from webapp.resources import current_model, current_test_set, model_card
-from webapp.views import render_page_or_fragment
+from webapp.views import render_page_or_fragment, wants_fragment
 
 bp = Blueprint("explore", __name__)
 
@@ -18,6 +18,10 @@ bp = Blueprint("explore", __name__)
 def explore():
     """Show a filtered, sorted, paginated grid of test digits."""
     query = ExplorerQuery.from_args(request.args)
+    canonical_url = url_for("explore.explore", **query.to_args())
+    # A form submission sends every field, empty ones included; one view gets one URL.
+    if not wants_fragment() and request.full_path.rstrip("?") != canonical_url:
+        return redirect(canonical_url, code=302)
 
     test_set = current_test_set()
     predictions = test_set.predictions(current_model())
@@ -33,7 +37,7 @@ def explore():
         }
         for index in page.indexes
     ]
-    return render_page_or_fragment(
+    response = render_page_or_fragment(
         "explore_page.html",
         "explore_fragment.html",
         query=query,
@@ -41,6 +45,9 @@ def explore():
         digits=digits,
         url_for_page=lambda number: url_for("explore.explore", **query.to_args(page=number)),
     )
+    if wants_fragment():
+        response.headers["HX-Push-Url"] = canonical_url
+    return response
 
 
 @bp.get("/confusion")
