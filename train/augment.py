@@ -32,16 +32,23 @@ def random_affine(
 
     angle = uniform(math.radians(max_rotation))
     scale = 1 + uniform(max_scale)
-    # affine_grid works in normalised coordinates, where the image spans [-1, 1], so one
-    # pixel is 2 / size. The matrix maps output positions to input positions, hence
+    # grid_sample works in normalised coordinates, where the image spans [-1, 1], so one
+    # pixel is 2 / size. The grid maps output positions to input positions, hence
     # dividing by the scale makes the digit larger when scale > 1.
     shift_x = uniform(max_shift) * 2 / width
     shift_y = uniform(max_shift) * 2 / height
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack(
-        [torch.stack([cos, -sin, shift_x], dim=1), torch.stack([sin, cos, shift_y], dim=1)], dim=1
-    ).to(images.device, images.dtype)
 
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    # Output pixel (x, y) samples the input at (cos x - sin y + shift_x, sin x + cos y + shift_y),
+    # the grid that F.affine_grid(theta, align_corners=False) builds. Broadcasting is used because
+    # affine_grid's batched matrix product took about three times as long on a 2-core CPU.
+    cos, sin, shift_x, shift_y = (
+        value.to(images.device, images.dtype)[:, None, None] for value in (cos, sin, shift_x, shift_y)
+    )
+    # Pixel centres in normalised coordinates, as affine_grid places them with align_corners=False.
+    xs = (torch.arange(width, device=images.device, dtype=images.dtype) * 2 + 1) / width - 1
+    ys = ((torch.arange(height, device=images.device, dtype=images.dtype) * 2 + 1) / height - 1)[:, None]
+    grid = torch.stack([cos * xs - sin * ys + shift_x, sin * xs + cos * ys + shift_y], dim=-1)
+
     # Bilinear interpolation of values in [0, 1] with zero padding stays in [0, 1].
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--schedule", choices=("onecycle", "constant"), default=DEFAULTS.schedule, help="learning-rate schedule"
     )
     parser.add_argument(
+        "--warmup-fraction", type=float, default=DEFAULTS.warmup_fraction,
+        help="fraction of the one-cycle steps over which the learning rate rises to --lr",
+    )
+    parser.add_argument(
         "--label-smoothing", type=float, default=DEFAULTS.label_smoothing, help="label smoothing of the cross entropy"
     )
     parser.add_argument(
@@ -71,6 +75,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         lr=args.lr,
         weight_decay=args.weight_decay,
         schedule=args.schedule,
+        warmup_fraction=args.warmup_fraction,
         label_smoothing=args.label_smoothing,
         augment=args.augment,
         max_rotation=args.max_rotation,
@@ -90,6 +95,8 @@ def validate(config: TrainConfig) -> str | None:
         return f"--batch-size must be at least 1, got {config.batch_size}"
     if config.lr <= 0:
         return f"--lr must be positive, got {config.lr}"
+    if not 0 < config.warmup_fraction < 1:
+        return f"--warmup-fraction must be in (0, 1), got {config.warmup_fraction}"
     if not 0 <= config.label_smoothing < 1:
         return f"--label-smoothing must be in [0, 1), got {config.label_smoothing}"
     if config.limit is not None and config.limit < 1:
