@@ -27,6 +27,9 @@ control_socket_disable = True
 # Threaded workers: browsers open spare connections ahead of time, and a sync worker
 # blocks on such an idle connection until its timeout, stalling every page behind it.
 worker_class = "gthread"
+# NOTE: gthread sets no timeout for reading a request body. A client that sends its body
+# slowly keeps a request thread until it finishes or disconnects, so threads x workers
+# such clients stall the server. Deploy behind a proxy that buffers request bodies.
 
 accesslog = "-"  # stdout
 errorlog = "-"  # stderr
@@ -72,12 +75,13 @@ def on_starting(server):
     # NOTE: only webapp.settings is imported here. Importing onnxruntime in the master
     # made every forked worker hang at exit until graceful_timeout (30 s) ran out
     # (onnxruntime 1.32, gunicorn 27.0.1).
-    from webapp.settings import StartupError, load_settings
+    from webapp.settings import StartupError, check_test_files, load_settings
 
     try:
         if sizing_errors:
             raise StartupError(sizing_errors[0])
-        load_settings()
+        settings = load_settings()
+        check_test_files(settings["MNIST_DIR"])
     except StartupError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
@@ -94,6 +98,8 @@ def on_starting(server):
             server.cfg.workers, intra_op_threads, cores,
         )
     prepare_metrics_dir(server)
+    boot_error_dirs.append(tempfile.mkdtemp(prefix="mnist-boot-"))
+    stop_despite_second_boot_error(server)
 
 
 def prepare_metrics_dir(server):
@@ -115,6 +121,43 @@ def prepare_metrics_dir(server):
 
 
 created_metrics_dirs: list[str] = []
+# A folder per server run, created by the master before it forks. The first worker that
+# fails to boot creates a file in it, so that one `error:` line is printed however many
+# workers fail at once (they share the settings and files, so their messages match).
+boot_error_dirs: list[str] = []
+
+
+def stop_despite_second_boot_error(server) -> None:
+    """Let the master stop cleanly when several workers fail to boot at once.
+
+    NOTE: in gunicorn 27.0.1 the master halts on the first worker that exits with
+    status 3, and its stop() reaps the next such worker by raising HaltServer again.
+    That escapes halt(), so the server printed a traceback and exited with status 1.
+    Calling stop() again, once per worker at most, stops the workers that remain.
+    """
+    from gunicorn.errors import HaltServer
+
+    stop = server.stop
+
+    def stop_all_workers(graceful: bool = True) -> None:
+        for _ in range(len(server.WORKERS) + 1):
+            try:
+                stop(graceful)
+                return
+            except HaltServer:
+                server.log.info("event=worker_boot_failed_during_stop workers_left=%d", len(server.WORKERS))
+
+    server.stop = stop_all_workers
+
+
+def print_boot_error_once(message: str) -> None:
+    """Print `error: message` unless another worker of this server has printed its error."""
+    if boot_error_dirs:
+        try:
+            os.close(os.open(Path(boot_error_dirs[0]) / "reported", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+    print(f"error: {message}", file=sys.stderr, flush=True)
 
 
 def post_worker_init(worker):
@@ -130,7 +173,7 @@ def post_worker_init(worker):
     try:
         ops.warm_up(worker.wsgi, gunicorn_workers=worker.cfg.workers)
     except (StartupError, ModelError) as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        print_boot_error_once(str(exc))
         # Exit code 3 makes the master stop instead of starting a new worker.
         sys.exit(Arbiter.WORKER_BOOT_ERROR)
     except Exception:
@@ -147,5 +190,5 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    for folder in created_metrics_dirs:
+    for folder in created_metrics_dirs + boot_error_dirs:
         shutil.rmtree(folder, ignore_errors=True)

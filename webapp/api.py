@@ -112,6 +112,12 @@ def read_json_object(allowed_keys: tuple[str, ...], description: str) -> dict:
     """Parse the body as a JSON object with no keys outside `allowed_keys`. Raises InputError."""
     with body_size_limit():
         data = request.get_data(cache=False)
+        # A chunked body has no Content-Length, and Werkzeug silently stops reading it at
+        # MAX_CONTENT_LENGTH, which would report a cut-off body as invalid JSON.
+        # NOTE: a chunked body of exactly MAX_CONTENT_LENGTH bytes is rejected as well,
+        # because the stream cannot tell whether more bytes follow.
+        if request.content_length is None and len(data) >= current_app.config["MAX_CONTENT_LENGTH"]:
+            raise RequestEntityTooLarge()
     body = parse_json(data)
     if not isinstance(body, dict):
         raise InputError(f"the request body must be a JSON object, got {json_type(body)}")
