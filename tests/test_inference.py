@@ -154,3 +154,18 @@ def test_wrong_output_shape(tmp_path):
     _identity_model(path, ["N", 1, 28, 28], ["N", 1, 28, 28])
     with pytest.raises(ModelError, match=r"expected output \[N, 10\]"):
         Model(SessionSettings(model_path=str(path)))
+
+
+def test_int8_model_within_a_tenth_of_a_point(model_path, test_split):
+    images, labels = test_split
+    int8_path = model_path.with_name("mnist.int8.onnx")
+    assert int8_path.is_file(), f"{int8_path} is missing; it is committed with the repository"
+    pixels = to_model_input(images)
+    correct = {}
+    for name, path in (("float32", model_path), ("int8", int8_path)):
+        model = Model(SessionSettings(model_path=str(path)))
+        predicted = np.concatenate([model.predict(pixels[i : i + 1000]) for i in range(0, len(pixels), 1000)]).argmax(1)
+        correct[name] = int((predicted == labels).sum())
+    card = json.loads(int8_path.with_suffix(".json").read_text())
+    assert correct["int8"] == card["test_correct"]
+    assert correct["float32"] - correct["int8"] <= 10  # 0.1 points of 10,000 digits
