@@ -1,8 +1,8 @@
 """Security headers on every response, and CSRF protection for the page's forms.
 
 The CSRF token is a random value kept in Flask's signed session cookie. Forms carry it in
-a hidden field named csrf_token; htmx and fetch requests send it in the X-CSRF-Token
-header (static/app.js adds it from the csrf-token meta tag). The JSON API under /api/ is
+a hidden field named csrf_token. htmx and fetch requests send it in the X-CSRF-Token
+header, which static/app.js fills from the csrf-token meta tag. The JSON API under /api/ is
 exempt: it uses no cookies, so a cross-site form cannot act with a user's credentials.
 """
 

@@ -35,7 +35,7 @@ PROVIDER_FALLBACKS = ("cpu", "fail")
 
 
 class StartupError(RuntimeError):
-    """A setting or file the app needs is missing or invalid; the message says how to fix it."""
+    """A setting or file the app needs is missing or invalid. The message gives the fix."""
 
 
 def default_settings() -> dict:

@@ -31,8 +31,8 @@ def wants_fragment() -> bool:
 def render_page_or_fragment(page_template: str, fragment_template: str, status: int = 200, **context):
     """Render the fragment for htmx requests and the full page for any other request.
 
-    The response varies on HX-Request, so a cache (the browser's included) never answers
-    a normal navigation with a fragment it stored for htmx.
+    The response varies on HX-Request, so a cache, the browser's included, never serves
+    a fragment it stored for htmx in response to a normal navigation.
     """
     template = fragment_template if wants_fragment() else page_template
     response = make_response(render_template(template, **context), status)
@@ -41,13 +41,13 @@ def render_page_or_fragment(page_template: str, fragment_template: str, status: 
 
 
 def parse_index(text: str, count: int) -> int:
-    """Return text as a test digit index, or abort with 404 and a message that says which exist."""
+    """Return text as a test digit index, or abort with 404 and a message that names the valid range."""
     valid = text.isascii() and text.isdigit() and len(text) <= MAX_INDEX_DIGITS
     if not valid or int(text) >= count:
-        shown = text if len(text) <= 40 else text[:40] + "..."
+        quoted = text if len(text) <= 40 else text[:40] + "..."
         abort(
             404,
-            f'There is no test digit "{shown}". Test digits are numbered 0 to {count - 1}; '
+            f'There is no test digit "{quoted}". Test digits are numbered 0 to {count - 1}; '
             f"try /digits/0 or /digits/{count - 1}.",
         )
     return int(text)
