@@ -10,7 +10,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -89,36 +91,67 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@contextlib.contextmanager
-def running_gunicorn(env: dict, ready_path: str = "/digits/0", timeout: float = 60):
-    """Start `gunicorn wsgi:app` on a free 127.0.0.1 port, yield its base URL, stop it with SIGTERM."""
-    port = free_port()
-    env = {**os.environ, "SECRET_KEY": TEST_SECRET_KEY, **env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
-    # The server logs to a file: a pipe that nobody reads would block it once full.
-    log = tempfile.NamedTemporaryFile("w+", prefix="gunicorn-", suffix=".log")
-    process = subprocess.Popen([GUNICORN, "wsgi:app"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+@dataclass
+class Server:
+    """A running `gunicorn wsgi:app` with its output in a file."""
+
+    base: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def fetch(url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 10):
+    """Return (status, headers, body) for a request to a server on 127.0.0.1; status 0 if it is not up."""
+    request = urllib.request.Request(url, data=data, headers=headers or {})
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(base + ready_path, timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"gunicorn exited with {process.returncode}: {log.read()[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"gunicorn did not answer {ready_path} within {timeout} s")
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+    except OSError:
+        return 0, {}, b""
+
+
+@contextlib.contextmanager
+def gunicorn_server(env: dict, log_path: Path, warm_workers: int = 1, timeout: float = 90):
+    """Start `gunicorn wsgi:app` on a free 127.0.0.1 port with output to log_path; stop it with SIGTERM.
+
+    Yields once /readyz returns 200 and `warm_workers` workers have logged their warm-up.
+    The output goes to a file because a pipe that is never read would block the server
+    once it is full.
+    """
+    port = free_port()
+    full_env = {**os.environ, "SECRET_KEY": TEST_SECRET_KEY, **env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
+    full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # gunicorn.conf.py then makes a fresh folder
+    base = f"http://127.0.0.1:{port}"
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(
+            [GUNICORN, "wsgi:app"], cwd=REPO_ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT
+        )
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
+            deadline = time.monotonic() + timeout
+            while log_path.read_text().count("event=warm_up_done") < warm_workers or fetch(base + "/readyz")[0] != 200:
+                if process.poll() is not None:
+                    pytest.fail(f"gunicorn exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"gunicorn was not ready within {timeout} s:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.2)
+            yield Server(base, process, log_path)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running_gunicorn(env: dict, warm_workers: int = 1):
+    """Start `gunicorn wsgi:app` like gunicorn_server, logging to a temporary file; yield its base URL."""
+    with tempfile.TemporaryDirectory(prefix="gunicorn-") as folder:
+        with gunicorn_server(env, Path(folder) / "server.log", warm_workers=warm_workers) as server:
+            yield server.base

@@ -19,7 +19,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from PIL import Image
 
-from test_ops import gunicorn_server
+from conftest import gunicorn_server
 from webapp import create_app
 from webapp.testset import encode_png
 

@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from test_ops import gunicorn_server
+from conftest import gunicorn_server
 from webapp import create_app
 from webapp.testset import encode_png
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from webapp.exceptions import InputError
 from webapp.explorer import ExplorerQuery, class_metrics, paginate, select
 from webapp.testset import Predictions
 

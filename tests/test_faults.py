@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_ops import JSON_HEADERS, PIXELS_BODY, fetch, gunicorn_server, run_gunicorn_to_exit
+from conftest import fetch, gunicorn_server
+from test_ops import JSON_HEADERS, PIXELS_BODY, run_gunicorn_to_exit
 
 IMAGES = "t10k-images-idx3-ubyte"
 LABELS = "t10k-labels-idx1-ubyte"

@@ -5,7 +5,6 @@ The gunicorn tests start the real server on 127.0.0.1 and read its log file.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -13,19 +12,15 @@ import os
 import re
 import runpy
 import shutil
-import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import onnxruntime as ort
 import pytest
 
-from conftest import GUNICORN, REPO_ROOT, free_port
+from conftest import GUNICORN, REPO_ROOT, fetch, free_port, gunicorn_server
 from webapp import StartupError, create_app
 from webapp.providers import CPU_PROVIDER, configured_providers, select_providers
 
@@ -37,73 +32,19 @@ GPU_BUILD = [TENSORRT, CUDA, CPU_PROVIDER]
 
 
 # ---------------------------------------------------------------------------
-# A gunicorn server with its output in a file
+# Helpers
 # ---------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    base: str
-    process: subprocess.Popen
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-@contextlib.contextmanager
-def gunicorn_server(env: dict, log_path: Path, warm_workers: int = 1, timeout: float = 90):
-    """Start `gunicorn wsgi:app` on a free 127.0.0.1 port with output to log_path; stop it with SIGTERM.
-
-    Yields once /readyz returns 200 and `warm_workers` workers have logged their warm-up.
-    """
-    port = free_port()
-    full_env = {**os.environ, **env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
-    full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # gunicorn.conf.py then makes a fresh folder
-    base = f"http://127.0.0.1:{port}"
-    with open(log_path, "w") as log_file:
-        process = subprocess.Popen(
-            [GUNICORN, "wsgi:app"], cwd=REPO_ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + timeout
-            while log_path.read_text().count("event=warm_up_done") < warm_workers or fetch(base + "/readyz")[0] != 200:
-                if process.poll() is not None:
-                    pytest.fail(f"gunicorn exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-                if time.monotonic() > deadline:
-                    pytest.fail(f"gunicorn was not ready within {timeout} s:\n{log_path.read_text()[-3000:]}")
-                time.sleep(0.2)
-            yield Server(base, process, log_path)
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
-
-
-def fetch(url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 10):
-    """Return (status, headers, body) for a request to a server on 127.0.0.1; status 0 if it is not up."""
-    request = urllib.request.Request(url, data=data, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.headers, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers, error.read()
-    except OSError:
-        return 0, {}, b""
 
 
 def metric_value(text: str, name: str, **labels) -> float:
     """Return the sample `name` with exactly these labels from Prometheus text, or 0 if absent."""
-    wanted = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
+    expected = ",".join(f'{key}="{value}"' for key, value in sorted(labels.items()))
     for line in text.splitlines():
         match = re.fullmatch(r"([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)", line)
         if not match or match.group(1) != name:
             continue
         found = ",".join(sorted((match.group(2) or "").split(","))) if match.group(2) else ""
-        if found == wanted:
+        if found == expected:
             return float(match.group(3))
     return 0.0
 
@@ -545,9 +486,9 @@ def test_dockerfile_copy_sources_exist():
 
 
 def test_dockerignore_keeps_copy_sources():
-    kept = {line[1:].rstrip("/") for line in (REPO_ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    included = {line[1:].rstrip("/") for line in (REPO_ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
     for source in dockerfile_copy_sources():
-        assert source.rstrip("/") in kept, f".dockerignore leaves out {source}"
+        assert source.rstrip("/") in included, f".dockerignore leaves out {source}"
 
 
 def test_serving_requirements_leave_out_torch():
