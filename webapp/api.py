@@ -23,7 +23,7 @@ from webapp.exceptions import InputError
 from webapp.openapi import build_document
 from webapp.preprocess import ACCEPTED_FORMATS_TEXT, Preprocessed, pixels_from_json, preprocess_upload
 from webapp.resources import current_model, current_test_set, model_card
-from webapp.views import MAX_INDEX_DIGITS
+from webapp.views import parse_index
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -72,7 +72,7 @@ def predict_batch():
 def digit(index: str):
     """Return test digit `index` with its label and the model's prediction."""
     test_set = current_test_set()
-    found = test_set.digit(parse_index(index, len(test_set)), current_model())
+    found = test_set.digit(parse_index(index, len(test_set), url_prefix="/api/digits"), current_model())
     return jsonify(
         index=found.index,
         label=found.label,
@@ -230,19 +230,6 @@ def image_from_multipart() -> Preprocessed:
         return preprocess_upload(uploads[0].read())
     except InputError as error:
         raise InputError(f"image: {error.message}", status=error.status) from None
-
-
-def parse_index(text: str, count: int) -> int:
-    """Return text as a test digit index, or raise InputError (404) naming the valid range."""
-    valid = text.isascii() and text.isdigit() and len(text) <= MAX_INDEX_DIGITS
-    if not valid or int(text) >= count:
-        shown = text if len(text) <= 40 else text[:40] + "..."
-        raise InputError(
-            f'There is no test digit "{shown}". Test digits are numbered 0 to {count - 1}; '
-            f"try /api/digits/0 or /api/digits/{count - 1}.",
-            status=404,
-        )
-    return int(text)
 
 
 def json_type(value: object) -> str:

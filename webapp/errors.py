@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.http import HTTP_STATUS_CODES
 
 from webapp.exceptions import InputError
 from webapp.views import render_page_or_fragment
@@ -22,8 +23,8 @@ def error_response(status: int, title: str, message: str):
         response = jsonify(error=message)
         response.status_code = status
         return response
-    # htmx names the element it will replace in HX-Target; the error fragment takes that
-    # id so that the next request from the page still finds its target.
+    # htmx names the element it will replace in HX-Target. The error fragment takes that
+    # id, so the next request from the page still finds its target.
     target = request.headers.get("HX-Target") or "digit"
     if not target.replace("-", "").replace("_", "").isalnum():
         target = "digit"
@@ -61,7 +62,7 @@ def too_large_message() -> str:
 
 def handle_input_error(error: InputError):
     log.info("rejected input on %s %s: %s", request.method, request.path, error.message)
-    return error_response(error.status, "Invalid input", error.message)
+    return error_response(error.status, HTTP_STATUS_CODES.get(error.status, "Invalid input"), error.message)
 
 
 def server_body_errors() -> tuple[type[Exception], ...]:

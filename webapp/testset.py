@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 from dataclasses import dataclass
@@ -114,9 +115,14 @@ class TestSet:
         )
 
     @lru_cache(maxsize=None)
-    def png(self, index: int, scale: int) -> bytes:
-        """Return test digit `index` as a grayscale PNG, upscaled `scale` times by nearest neighbour."""
-        return encode_png(self.images[index], scale)
+    def png(self, index: int, scale: int) -> tuple[bytes, str]:
+        """Return test digit `index` as a grayscale PNG, upscaled `scale` times, and its ETag.
+
+        Both are computed once per process and digit, so serving a PNG costs no encoding
+        and no hashing.
+        """
+        data = encode_png(self.images[index], scale)
+        return data, hashlib.sha256(data).hexdigest()[:32]
 
 
 def to_model_input(pixels: np.ndarray) -> np.ndarray:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 
-from flask import Blueprint, abort, current_app, make_response, render_template, request
+from flask import Blueprint, current_app, make_response, render_template, request
 
+from webapp.exceptions import InputError
 from webapp.resources import current_model, current_test_set
 
 bp = Blueprint("digits", __name__)
@@ -40,15 +40,18 @@ def render_page_or_fragment(page_template: str, fragment_template: str, status: 
     return response
 
 
-def parse_index(text: str, count: int) -> int:
-    """Return text as a test digit index, or abort with 404 and a message that names the valid range."""
+def parse_index(text: str, count: int, url_prefix: str = "/digits") -> int:
+    """Return text as a test digit index, or raise InputError (404) naming the valid range.
+
+    url_prefix is the route the message suggests, so API clients get API URLs.
+    """
     valid = text.isascii() and text.isdigit() and len(text) <= MAX_INDEX_DIGITS
     if not valid or int(text) >= count:
         quoted = text if len(text) <= 40 else text[:40] + "..."
-        abort(
-            404,
+        raise InputError(
             f'There is no test digit "{quoted}". Test digits are numbered 0 to {count - 1}; '
-            f"try /digits/0 or /digits/{count - 1}.",
+            f"try {url_prefix}/0 or {url_prefix}/{count - 1}.",
+            status=404,
         )
     return int(text)
 
@@ -81,11 +84,11 @@ def digit_page(index: str):
 def digit_png(index: str):
     """Return test digit `index` as an upscaled grayscale PNG."""
     test_set = current_test_set()
-    png = test_set.png(parse_index(index, len(test_set)), current_app.config["PNG_SCALE"])
+    png, etag = test_set.png(parse_index(index, len(test_set)), current_app.config["PNG_SCALE"])
 
     response = make_response(png)
     response.mimetype = "image/png"
-    response.set_etag(hashlib.sha256(png).hexdigest()[:32])
+    response.set_etag(etag)
     response.cache_control.public = True
     response.cache_control.max_age = PNG_MAX_AGE
     response.cache_control.immutable = True
