@@ -11,5 +11,5 @@ except StartupError as exc:
     raise SystemExit(1) from None
 
 # Flask turns debug mode on when FLASK_DEBUG is set in the environment. A served app
-# never runs in debug mode, whatever the environment says.
+# never runs in debug mode, whatever FLASK_DEBUG is set to.
 app.debug = False

@@ -24,46 +24,74 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m train",
         description="Train the MNIST CNN on CPU or GPU and export it to ONNX with a model card.",
     )
-    parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="number of passes over the training set (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="training images per step (default: %(default)s)")
-    parser.add_argument(
+
+    optimisation = parser.add_argument_group("optimisation")
+    optimisation.add_argument(
+        "--epochs", type=int, default=DEFAULTS.epochs,
+        help="number of passes over the training set (default: %(default)s)",
+    )
+    optimisation.add_argument(
+        "--batch-size", type=int, default=DEFAULTS.batch_size, help="training images per step (default: %(default)s)"
+    )
+    optimisation.add_argument(
         "--lr", type=float, default=DEFAULTS.lr,
-        help="peak learning rate of the one-cycle schedule, or the rate itself with --schedule constant (default: %(default)s)",
+        help="peak learning rate of the one-cycle schedule, or the rate itself with --schedule constant "
+        "(default: %(default)s)",
     )
-    parser.add_argument("--weight-decay", type=float, default=DEFAULTS.weight_decay, help="AdamW weight decay (default: %(default)s)")
-    parser.add_argument(
-        "--schedule", choices=("onecycle", "constant"), default=DEFAULTS.schedule, help="learning-rate schedule (default: %(default)s)"
+    optimisation.add_argument(
+        "--weight-decay", type=float, default=DEFAULTS.weight_decay, help="AdamW weight decay (default: %(default)s)"
     )
-    parser.add_argument(
+    optimisation.add_argument(
+        "--schedule", choices=("onecycle", "constant"), default=DEFAULTS.schedule,
+        help="learning-rate schedule (default: %(default)s)",
+    )
+    optimisation.add_argument(
         "--warmup-fraction", type=float, default=DEFAULTS.warmup_fraction,
         help="fraction of the one-cycle steps over which the learning rate rises to --lr (default: %(default)s)",
     )
-    parser.add_argument(
-        "--label-smoothing", type=float, default=DEFAULTS.label_smoothing, help="label smoothing of the cross entropy (default: %(default)s)"
+    optimisation.add_argument(
+        "--label-smoothing", type=float, default=DEFAULTS.label_smoothing,
+        help="label smoothing of the cross entropy (default: %(default)s)",
     )
-    parser.add_argument(
+    optimisation.add_argument(
+        "--seed", type=int, default=DEFAULTS.seed,
+        help="seed for weights, shuffling and augmentation (default: %(default)s)",
+    )
+
+    augmentation = parser.add_argument_group("augmentation")
+    augmentation.add_argument(
         "--augment", action=argparse.BooleanOptionalAction, default=DEFAULTS.augment,
         help="apply a random rotation, shift and scale to every training batch (default: on)",
     )
-    parser.add_argument("--max-rotation", type=float, default=DEFAULTS.max_rotation, help="augmentation: maximum rotation in degrees (default: %(default)s)")
-    parser.add_argument("--max-shift", type=float, default=DEFAULTS.max_shift, help="augmentation: maximum shift in pixels (default: %(default)s)")
-    parser.add_argument(
-        "--max-scale", type=float, default=DEFAULTS.max_scale, help="augmentation: maximum scale change as a fraction, 0.1 scales by 0.9-1.1 (default: %(default)s)"
+    augmentation.add_argument(
+        "--max-rotation", type=float, default=DEFAULTS.max_rotation,
+        help="maximum rotation in degrees (default: %(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed for weights, shuffling and augmentation (default: %(default)s)")
-    parser.add_argument(
+    augmentation.add_argument(
+        "--max-shift", type=float, default=DEFAULTS.max_shift, help="maximum shift in pixels (default: %(default)s)"
+    )
+    augmentation.add_argument(
+        "--max-scale", type=float, default=DEFAULTS.max_scale,
+        help="maximum scale change as a fraction, 0.1 scales by 0.9-1.1 (default: %(default)s)",
+    )
+
+    run = parser.add_argument_group("data, device and output")
+    run.add_argument(
         "--limit", type=int, default=None,
         help="use only the first N training and N test images, for a quick smoke run (default: all)",
     )
-    parser.add_argument("--device", choices=("cpu", "cuda"), default=DEFAULTS.device, help="device to train on (default: %(default)s)")
-    parser.add_argument(
-        "--threads", type=int, default=None, help="PyTorch CPU threads (default: PyTorch's choice, one per core)"
+    run.add_argument(
+        "--device", choices=("cpu", "cuda"), default=DEFAULTS.device, help="device to train on (default: %(default)s)"
     )
-    parser.add_argument(
+    run.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads (default: PyTorch's choice, one per core)")
+    run.add_argument(
         "--data-dir", type=Path, default=None,
         help="folder with the MNIST IDX files (default: $MNIST_DIR, else data/mnist in the checkout)",
     )
-    parser.add_argument("--out", type=Path, default=Path("models/mnist.onnx"), help="ONNX file to write, with its model card next to it as .json (default: %(default)s)")
+    run.add_argument(
+        "--out", type=Path, default=Path("models/mnist.onnx"),
+        help="ONNX file to write, with its model card next to it as .json (default: %(default)s)",
+    )
     return parser
 
 

@@ -1,10 +1,10 @@
 """One ONNX Runtime session per process, created on first use.
 
-The session is never created at import time. Under gunicorn each worker therefore builds
-its own session after the fork, and a process that forks after predicting (a test, or a
-server started with --preload) builds a fresh one in the child instead of sharing the
-parent's thread pool. InferenceSession.run is thread-safe, so threads of one process
-share the session.
+The session is never created at import time, so under gunicorn each worker builds its
+own session after the fork. A process that forks after predicting (a test, or a server
+started with --preload) builds a fresh one in the child instead of sharing the parent's
+thread pool. InferenceSession.run is thread-safe, so threads of one process share the
+session.
 """
 
 from __future__ import annotations
