@@ -84,11 +84,88 @@ def test_vary_on_hx_request(client, path, headers):
 def test_next_link_works_without_javascript(client):
     html = client.get("/digits/3").text
     href = next_link(html)
-    assert re.fullmatch(r"/digits/\d+", href)
+    assert href == "/digits/random"
     assert f'hx-get="{href}"' in html
-    assert 'hx-push-url="true"' in html
     assert 'hx-target="#digit"' in html
-    assert client.get(href).status_code == 200
+    response = client.get(href)
+    assert response.status_code == 302
+    assert re.fullmatch(r"/digits/\d+", response.headers["Location"])
+    assert client.get(response.headers["Location"]).status_code == 200
+
+
+def test_random_digit_redirects_to_varying_digits(client):
+    locations = set()
+    for _ in range(8):
+        response = client.get("/digits/random")
+        assert response.status_code == 302
+        assert response.headers["Cache-Control"] == "no-store"
+        assert "HX-Request" in response.headers["Vary"]
+        locations.add(response.headers["Location"])
+    assert len(locations) > 1
+
+
+def test_random_digit_fragment_pushes_its_url(client):
+    response = client.get("/digits/random", headers=HX)
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "<!doctype html>" not in response.text
+    pushed = response.headers["HX-Push-Url"]
+    assert pushed == f"/digits/{shown_index(response.text)}"
+    assert response.text.lstrip().startswith(f"<title>Test digit {shown_index(response.text)} ")
+
+
+def test_random_digit_history_restore_redirects(client):
+    headers = {**HX, "HX-History-Restore-Request": "true"}
+    assert client.get("/digits/random", headers=headers).status_code == 302
+
+
+def test_digit_page_is_same_on_every_request(client):
+    first = client.get("/digits/3")
+    second = client.get("/digits/3")
+    assert first.text == second.text
+    assert client.get("/digits/3", headers=HX).text == client.get("/digits/3", headers=HX).text
+
+
+def test_digit_section_cache_matches_uncached(mnist_dir, model_path):
+    cached = create_app({"TESTING": True, "MNIST_DIR": str(mnist_dir), "MODEL_PATH": str(model_path)})
+    uncached = create_app(
+        {"TESTING": True, "MNIST_DIR": str(mnist_dir), "MODEL_PATH": str(model_path), "DIGIT_HTML_CACHE": 0}
+    )
+    for path in ["/digits/0", "/digits/9999", "/digits/0"]:
+        for headers in [{}, HX]:
+            assert cached.test_client().get(path, headers=headers).text == uncached.test_client().get(path, headers=headers).text
+    assert cached.extensions["mnist_digit_pages"].section_cache_info().hits >= 2
+    assert uncached.extensions["mnist_digit_pages"].section_cache_info().currsize == 0
+
+
+def test_digit_links_follow_script_root(client):
+    html = client.get("/digits/3", base_url="http://localhost/mnist").text
+    assert '<img src="/mnist/digits/3.png"' in html
+    assert 'href="/mnist/digits/random"' in html
+    assert 'href="/mnist/digits/3">Link to this digit' in html
+    assert 'href="/mnist/static/style.css"' in html
+    # The same digit at the root still links to root URLs, though its section is cached.
+    html = client.get("/digits/3").text
+    assert '<img src="/digits/3.png"' in html
+    assert 'href="/static/style.css"' in html
+
+
+def test_digit_url_matches_url_for(app):
+    from flask import url_for
+
+    from webapp.digit_pages import digit_url
+
+    for script_root in ["", "/mnist", "/a/b"]:
+        with app.test_request_context("/", base_url=f"http://localhost{script_root}"):
+            assert digit_url(0).startswith(f"{script_root}/digits/")
+            assert digit_url(42) == url_for("digits.digit_page", index=42)
+            assert digit_url(42, ".png") == url_for("digits.digit_png", index="42")
+
+
+@pytest.mark.parametrize("value", [-1, "many", True])
+def test_invalid_digit_cache_setting_stops_startup(mnist_dir, model_path, value):
+    with pytest.raises(StartupError, match="DIGIT_HTML_CACHE"):
+        create_app({"TESTING": True, "MNIST_DIR": str(mnist_dir), "MODEL_PATH": str(model_path), "DIGIT_HTML_CACHE": value})
 
 
 def test_png_is_upscaled_digit(client, test_split):

@@ -27,9 +27,10 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     # Imported here, not at module level: these import onnxruntime, which must stay out
     # of a gunicorn master that only checks the settings (see gunicorn.conf.py).
-    from webapp import api, draw_views, errors, explore_views, ops, resources, security, views
+    from webapp import api, charts, digit_pages, draw_views, errors, explore_views, ops, resources, security, views
 
     app.register_blueprint(views.bp)
+    digit_pages.init_app(app)
     app.register_blueprint(explore_views.bp)
     app.register_blueprint(draw_views.bp)
     app.register_blueprint(api.bp)
@@ -37,4 +38,5 @@ def create_app(test_config: dict | None = None) -> Flask:
     security.init_app(app)
     errors.init_app(app)
     app.context_processor(lambda: {"card": resources.model_card()})
+    app.jinja_env.globals["bar_chart"] = charts.bar_chart
     return app

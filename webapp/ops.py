@@ -18,9 +18,9 @@ import json
 import logging
 import os
 import re
+import secrets
 import sys
 import time
-import uuid
 from functools import lru_cache
 from pathlib import Path
 
@@ -207,8 +207,8 @@ def init_app(app: Flask) -> None:
 
 def start_request() -> None:
     g.request_started = time.perf_counter()
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = incoming if REQUEST_ID_PATTERN.fullmatch(incoming) else uuid.uuid4().hex
+    incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
+    g.request_id = incoming if REQUEST_ID_PATTERN.fullmatch(incoming) else secrets.token_hex(16)
 
 
 def finish_request(response: Response) -> Response:
@@ -218,8 +218,7 @@ def finish_request(response: Response) -> Response:
 
     endpoint = request.url_rule.endpoint if request.url_rule else "unmatched"
     method = request.method if request.method in KNOWN_METHODS else "other"
-    REQUESTS.labels(endpoint, method, str(response.status_code)).inc()
-    REQUEST_SECONDS.labels(endpoint).observe(time.perf_counter() - g.request_started)
+    request_metrics(endpoint, method, response.status_code).observe(time.perf_counter() - g.request_started)
 
     if response.status_code >= 400:
         kind = error_kind(response.status_code)
@@ -237,6 +236,32 @@ def finish_request(response: Response) -> Response:
             error=message[:300] if isinstance(message, str) else None,
         )
     return response
+
+
+class RequestMetrics:
+    """The request counter and duration histogram for one endpoint, method and status."""
+
+    def __init__(self, endpoint: str, method: str, status: int) -> None:
+        self.count = REQUESTS.labels(endpoint, method, str(status))
+        self.seconds = REQUEST_SECONDS.labels(endpoint)
+
+    def observe(self, seconds: float) -> None:
+        self.count.inc()
+        self.seconds.observe(seconds)
+
+
+# Labelled metrics by (endpoint, method, status), so that a request skips the label
+# checks of prometheus_client's labels(). The keys are bounded: endpoints and methods
+# come from fixed sets, and status codes from the app.
+_request_metrics: dict[tuple[str, str, int], RequestMetrics] = {}
+
+
+def request_metrics(endpoint: str, method: str, status: int) -> RequestMetrics:
+    key = (endpoint, method, status)
+    metrics = _request_metrics.get(key)
+    if metrics is None:
+        metrics = _request_metrics.setdefault(key, RequestMetrics(endpoint, method, status))
+    return metrics
 
 
 def error_kind(status: int) -> str:

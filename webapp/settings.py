@@ -20,6 +20,7 @@ ENVIRONMENT_SETTINGS = {
     "MNIST_DIR": str,
     "ORT_INTRA_OP_THREADS": int,
     "PNG_SCALE": int,
+    "DIGIT_HTML_CACHE": int,
     "ORT_PROVIDERS": str,
     "ORT_PROVIDER_FALLBACK": str,
     "API_MAX_BATCH": int,
@@ -48,6 +49,8 @@ def default_settings() -> dict:
         "ORT_INTRA_OP_THREADS": 1,
         # Digit PNGs are 28 x PNG_SCALE pixels wide.
         "PNG_SCALE": 10,
+        # Rendered digit sections that each process keeps (about 4.6 KB each); 0 turns the cache off.
+        "DIGIT_HTML_CACHE": 10_000,
         # ONNX Runtime execution providers in priority order; a comma-separated string in
         # the environment, a tuple of names once loaded (see webapp/providers.py).
         "ORT_PROVIDERS": ("CPUExecutionProvider",),
@@ -98,6 +101,9 @@ def check_settings(settings: dict) -> None:
         value = settings[name]
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise StartupError(f"{name}={value!r} is invalid; expected a positive integer")
+    cache_size = settings["DIGIT_HTML_CACHE"]
+    if not isinstance(cache_size, int) or isinstance(cache_size, bool) or cache_size < 0:
+        raise StartupError(f"DIGIT_HTML_CACHE={cache_size!r} is invalid; expected 0 (no cache) or a positive integer")
     if not settings["ORT_PROVIDERS"]:
         raise StartupError("ORT_PROVIDERS is empty; name at least one execution provider, e.g. CPUExecutionProvider")
     if settings["ORT_PROVIDER_FALLBACK"] not in PROVIDER_FALLBACKS:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import random
 
-from flask import Blueprint, current_app, make_response, render_template, request
+from flask import Blueprint, current_app, make_response, redirect, render_template, request
+from werkzeug.http import quote_etag
 
+from webapp.digit_pages import current_digit_pages, digit_url
 from webapp.exceptions import InputError
 from webapp.resources import current_model, current_test_set
 
 bp = Blueprint("digits", __name__)
 
+
 # PNGs of test digits never change for a given data set, so browsers may keep them a year.
 PNG_MAX_AGE = 365 * 24 * 3600
+PNG_CACHE_CONTROL = f"public, max-age={PNG_MAX_AGE}, immutable"
 MAX_INDEX_DIGITS = 9
 
 
@@ -36,7 +40,7 @@ def render_page_or_fragment(page_template: str, fragment_template: str, status: 
     """
     template = fragment_template if wants_fragment() else page_template
     response = make_response(render_template(template, **context), status)
-    response.vary.add("HX-Request")
+    response.headers["Vary"] = "HX-Request"  # a new response has no Vary header yet
     return response
 
 
@@ -57,21 +61,37 @@ def parse_index(text: str, count: int, url_prefix: str = "/digits") -> int:
 
 
 def render_digit(index: int):
+    """Return the page or htmx fragment of test digit `index`, built from stored pieces."""
     test_set = current_test_set()
     digit = test_set.digit(index, current_model())
-    return render_page_or_fragment(
-        "digit_page.html",
-        "digit_fragment.html",
-        digit=digit,
-        count=len(test_set),
-        next_index=random.randrange(len(test_set)),
-    )
+    html = current_digit_pages().render(digit, len(test_set), fragment=wants_fragment())
+    response = current_app.response_class(html, mimetype="text/html")
+    response.headers["Vary"] = "HX-Request"
+    return response
 
 
 @bp.get("/")
 def index():
     """Show a random test digit."""
     return render_digit(random.randrange(len(current_test_set())))
+
+
+@bp.get("/digits/random")
+def random_digit():
+    """Show a random test digit: htmx gets its fragment and the URL to push, others a redirect.
+
+    The digit pages link here for "Next digit", so that each digit's page is the same
+    for every request, which lets the app render its section once.
+    """
+    index = random.randrange(len(current_test_set()))
+    if wants_fragment():
+        response = render_digit(index)
+        response.headers["HX-Push-Url"] = digit_url(index)
+    else:
+        response = redirect(digit_url(index))
+        response.headers["Vary"] = "HX-Request"
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/digits/<index>")
@@ -86,10 +106,11 @@ def digit_png(index: str):
     test_set = current_test_set()
     png, etag = test_set.png(parse_index(index, len(test_set)), current_app.config["PNG_SCALE"])
 
-    response = make_response(png)
-    response.mimetype = "image/png"
-    response.set_etag(etag)
-    response.cache_control.public = True
-    response.cache_control.max_age = PNG_MAX_AGE
-    response.cache_control.immutable = True
-    return response.make_conditional(request)
+    response = current_app.response_class(png, mimetype="image/png")
+    # Plain header values: the typed Cache-Control and ETag accessors of Werkzeug parse
+    # and rewrite the header on every change, which cost more than the rest of the view.
+    response.headers["Cache-Control"] = PNG_CACHE_CONTROL
+    response.headers["ETag"] = quote_etag(etag)
+    if request.environ.get("HTTP_IF_NONE_MATCH") or request.environ.get("HTTP_IF_MODIFIED_SINCE"):
+        return response.make_conditional(request)
+    return response
