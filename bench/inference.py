@@ -5,6 +5,9 @@ Cases, for one test image and for a batch of test images (default: all 10,000):
   bare ORT    onnxruntime.InferenceSession.run with the app session's options
   torch eager train.model.Net with the ONNX file's weights, then softmax, at PyTorch's
               default thread count and at 1 thread
+The ONNX Runtime cases run at each intra-op thread count of --ort-threads (default: 1,
+the app's setting, and PyTorch's default), so every PyTorch case has an app case with
+the same number of threads to compare with.
 
 Each round times every case in turn, so drift of a shared machine affects all cases
 alike. Results go to bench/results/inference.json.
@@ -16,6 +19,7 @@ if not __package__:
     raise SystemExit("error: run this script from the repository root as: python -m bench.inference")
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -77,8 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--batch-size", type=int, default=10_000, help="test images in the batch, at most 10,000 (default: %(default)s)"
     )
     parser.add_argument(
-        "--ort-threads", type=int, default=1,
-        help="intra-op threads of the app's and the bare ONNX Runtime session (default: %(default)s)",
+        "--ort-threads", type=int, nargs="+", default=None,
+        help="intra-op thread counts of the app's and the bare ONNX Runtime sessions "
+        "(default: 1 and PyTorch's default thread count)",
     )
     parser.add_argument(
         "--model", type=Path, default=REPO_ROOT / "models" / "mnist.onnx",
@@ -95,10 +100,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
-    for name in ("rounds", "single_calls", "batch_rounds", "batch_size", "ort_threads"):
+    for name in ("rounds", "single_calls", "batch_rounds", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.ort_threads is None:
+        args.ort_threads = [1, default_torch_threads()]
+    if min(args.ort_threads) < 1:
+        parser.error(f"--ort-threads must all be at least 1, got {args.ort_threads}")
+    args.ort_threads = list(dict.fromkeys(args.ort_threads))
     return args
+
+
+def default_torch_threads() -> int:
+    """Return PyTorch's default intra-op thread count, or the usable CPUs without torch."""
+    try:
+        import torch
+    except ImportError:
+        return len(os.sched_getaffinity(0))
+    return torch.get_num_threads()
 
 
 def load_inputs(mnist_dir: Path, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -125,25 +144,30 @@ def bare_session(app_session: ort.InferenceSession, model_path: Path) -> ort.Inf
 
 
 def onnx_cases(args, single: np.ndarray, batch: np.ndarray) -> tuple[list[Case], dict]:
-    """Build the app and bare ONNX Runtime cases and check that both return the same probabilities."""
-    settings = SessionSettings(model_path=str(args.model), intra_op_threads=args.ort_threads)
-    model = get_model(settings)
-    session = bare_session(model.session, args.model)
-    input_name, output_name = model.input_name, model.output_name
-
-    app_output = get_model(settings).predict(batch)
-    bare_output = session.run([output_name], {input_name: batch})[0]
-    difference = float(np.abs(app_output - bare_output).max())
-    if difference > 1e-6:
-        raise RuntimeError(f"the app and the bare session differ by {difference:.2e} on the batch; expected the same")
-
-    threads = args.ort_threads
+    """Build the app and bare ONNX Runtime cases per thread count, checking that both return the same output."""
     cases = []
-    for name, images in (("single", single), ("batch", batch)):
-        cases.append(Case("app ORT", name, len(images), lambda x=images: get_model(settings).predict(x), threads))
-        cases.append(Case("bare ORT", name, len(images),
-                          lambda x=images: session.run([output_name], {input_name: x}), threads))
-    return cases, {"app_vs_bare_max_abs_diff": difference, "ort_threads": threads}
+    differences = {}
+    for threads in args.ort_threads:
+        settings = SessionSettings(model_path=str(args.model), intra_op_threads=threads)
+        model = get_model(settings)
+        session = bare_session(model.session, args.model)
+        input_name, output_name = model.input_name, model.output_name
+
+        app_output = model.predict(batch)
+        bare_output = session.run([output_name], {input_name: batch})[0]
+        difference = float(np.abs(app_output - bare_output).max())
+        if difference > 1e-6:
+            raise RuntimeError(
+                f"the app and the bare session differ by {difference:.2e} on the batch with {threads} threads; "
+                "expected the same"
+            )
+        differences[threads] = difference
+
+        for name, images in (("single", single), ("batch", batch)):
+            cases.append(Case("app ORT", name, len(images), lambda x=images, s=settings: get_model(s).predict(x), threads))
+            cases.append(Case("bare ORT", name, len(images),
+                              lambda x=images, s=session, i=input_name, o=output_name: s.run([o], {i: x}), threads))
+    return cases, {"app_vs_bare_max_abs_diff": max(differences.values()), "ort_threads": args.ort_threads}
 
 
 def torch_net_from_onnx(model_path: Path):
@@ -221,7 +245,7 @@ def add_torch_cases(args, single: np.ndarray, batch: np.ndarray, cases: list[Cas
     except ImportError:
         return "PyTorch eager cases left out: torch is not installed (pip install -r requirements.txt)."
 
-    reference = get_model(SessionSettings(str(args.model), args.ort_threads)).predict(batch)
+    reference = get_model(SessionSettings(str(args.model), args.ort_threads[0])).predict(batch)
     try:
         extra, torch_checks = torch_cases(args, single, batch, reference)
     except RuntimeError as exc:
@@ -256,7 +280,10 @@ def time_cases(cases: list[Case], rounds: int, calls: int, warmup_calls: int) ->
 
 
 def summarize_cases(cases: list[Case], per_call_ns: dict[int, list[float]]) -> list[dict]:
-    """Return each case's time per call and throughput, with ratios to the bare and the app session."""
+    """Return each case's time per call and throughput, with ratios to the sessions with the same threads.
+
+    A ratio is None where no ONNX Runtime case has the row's thread count.
+    """
     rows = [
         {
             "engine": case.engine,
@@ -267,12 +294,13 @@ def summarize_cases(cases: list[Case], per_call_ns: dict[int, list[float]]) -> l
         }
         for index, case in enumerate(cases)
     ]
-    reference = {(row["engine"], row["input"]): row["ns_per_call"]["median"] for row in rows}
+    reference = {(row["engine"], row["input"], row["threads"]): row["ns_per_call"]["median"] for row in rows}
     for row in rows:
         median = row["ns_per_call"]["median"]
         row["images_per_second"] = row["images"] / (median / 1e9)
-        row["time_over_bare_ort"] = median / reference[("bare ORT", row["input"])]
-        row["time_over_app_ort"] = median / reference[("app ORT", row["input"])]
+        for engine, key in (("bare ORT", "time_over_bare_ort"), ("app ORT", "time_over_app_ort")):
+            same_threads = reference.get((engine, row["input"], row["threads"]))
+            row[key] = median / same_threads if same_threads else None
     return rows
 
 
@@ -283,7 +311,8 @@ def format_time(summary_ns: dict, input_kind: str) -> str:
 
 
 def build_table(rows: list[dict]) -> str:
-    headers = ["engine", "input", "threads", "time per call", "images/s", "÷ bare ORT", "÷ app ORT"]
+    headers = ["engine", "input", "threads", "time per call", "images/s", "÷ bare ORT, same threads",
+               "÷ app ORT, same threads"]
     table_rows = [
         [
             row["engine"],
@@ -291,12 +320,16 @@ def build_table(rows: list[dict]) -> str:
             str(row["threads"]),
             format_time(row["ns_per_call"], row["input"]),
             f"{row['images_per_second']:,.0f}",
-            f"{row['time_over_bare_ort']:.2f}",
-            f"{row['time_over_app_ort']:.2f}",
+            format_ratio(row["time_over_bare_ort"]),
+            format_ratio(row["time_over_app_ort"]),
         ]
-        for row in sorted(rows, key=lambda row: row["input"] != "single")
+        for row in sorted(rows, key=lambda row: (row["input"] != "single", row["threads"]))
     ]
     return format_table(headers, table_rows)
+
+
+def format_ratio(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}"
 
 
 def named_ratios(rows: list[dict]) -> dict:
@@ -304,9 +337,9 @@ def named_ratios(rows: list[dict]) -> dict:
     ratios = {}
     for row in rows:
         if row["engine"] == "app ORT":
-            ratios[f"app_over_bare_ort_{row['input']}"] = row["time_over_bare_ort"]
-        if row["engine"] == "torch eager" and row["input"] == "batch":
-            ratios[f"app_batch_over_torch_eager_batch_{row['threads']}_threads"] = 1 / row["time_over_app_ort"]
+            ratios[f"app_over_bare_ort_{row['input']}_{row['threads']}_threads"] = row["time_over_bare_ort"]
+        if row["engine"] == "torch eager" and row["input"] == "batch" and row["time_over_app_ort"]:
+            ratios[f"torch_eager_batch_over_app_{row['threads']}_threads"] = row["time_over_app_ort"]
     return ratios
 
 
@@ -321,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
 
     machine, versions = machine_info(), library_versions()
     print_header("Inference time: app vs bare ONNX Runtime vs PyTorch eager (bench/inference.py)", machine, versions)
-    print(f"model: {args.model}; ONNX Runtime intra-op threads {args.ort_threads}; "
+    print(f"model: {args.model}; ONNX Runtime intra-op threads {', '.join(map(str, args.ort_threads))}; "
           f"PyTorch default threads {checks.get('torch_default_threads', 'n/a')}")
     print(f"timing: {args.rounds} rounds x {args.single_calls} calls for one image, "
           f"{args.batch_rounds} rounds x 1 call for the batch; median (min-max) of the rounds' mean time per call")
