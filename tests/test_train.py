@@ -184,3 +184,18 @@ def test_same_seed_same_weights(mnist_dir):
         train(model, x, y, x[:64], y[:64], config, log=lambda *_: None)
         weights.append(model.fc2.weight.detach().clone())
     torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=0)
+
+
+def test_train_calls_on_start_once(mnist_dir):
+    from train.data import load_split
+    from train.loop import train
+
+    images, labels = load_split("train", mnist_dir)
+    x, y = to_tensor(images[:128]), torch.from_numpy(labels[:128].astype(np.int64))
+    events = []
+    torch.manual_seed(0)
+    train(
+        Net(), x, y, x[:64], y[:64], TrainConfig(epochs=2, batch_size=64),
+        log=lambda line: events.append("epoch"), on_start=lambda: events.append("start"),
+    )
+    assert events == ["start", "epoch", "epoch"]
