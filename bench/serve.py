@@ -40,6 +40,7 @@ from bench.servers import (
     running_gunicorn,
     server_environment,
     shipped_gunicorn_hooks,
+    wait_for_digit_sections,
     wait_until_ok,
 )
 from train.data import IDXError
@@ -289,6 +290,7 @@ def run_benchmark(wrk: str, args, log_dir: Path, env: dict) -> dict:
 
     with running_gunicorn("app", ["wsgi:app"], log_dir, env=env) as app:
         wait_until_ok(app, "/digits/0", START_TIMEOUT_SECONDS, 0.1)
+        wait_for_digit_sections(app, START_TIMEOUT_SECONDS)
         page_bytes = len(http_request(app.base_url + "/digits/0")[2])
         routes = app_routes(bodies, args)
         reason = probe_predict(app.base_url, bodies)

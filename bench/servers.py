@@ -193,6 +193,26 @@ def wait_until_ok(server: Server, path: str, timeout: float, interval: float) ->
         time.sleep(interval)
 
 
+def wait_for_digit_sections(server: Server, timeout: float, interval: float = 0.1) -> float:
+    """Wait until every worker has logged event=digit_sections_rendered; return time.perf_counter() then.
+
+    Each gunicorn worker renders every digit page's section in a background thread after
+    its warm-up, so pages served before then measure cache misses. Raises RuntimeError,
+    with the end of the server's log, if the timeout in seconds runs out first.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = child_pids(server.process.pid)
+        rendered = server.log_path.read_text(errors="replace").count("event=digit_sections_rendered")
+        if workers and rendered >= len(workers):
+            return time.perf_counter()
+        time.sleep(interval)
+    raise RuntimeError(
+        f"{server.name}: the workers did not all log digit_sections_rendered within {timeout} s; "
+        f"end of the log:\n{log_tail(server.log_path)}"
+    )
+
+
 def child_pids(pid: int) -> list[int]:
     """Return the pids of the direct children of `pid` (gunicorn's workers), read from /proc."""
     children = []

@@ -4,7 +4,9 @@ Each repeat starts a fresh server on a free 127.0.0.1 port with the shipped
 gunicorn.conf.py and this process's environment, then records:
   - seconds from the spawn to the first 200 response on --path (polled every --interval)
   - seconds until /readyz has returned 200 from every worker
-  - after --warmup-requests requests, VmRSS (/proc/<pid>/status) and Pss
+  - seconds until every worker has logged that it rendered the digit page sections, which
+    a background thread does after the warm-up while the worker serves
+  - after that and --warmup-requests requests, VmRSS (/proc/<pid>/status) and Pss
     (/proc/<pid>/smaps_rollup) of the master and of each worker
 Results go to bench/results/startup.json.
 
@@ -33,6 +35,7 @@ from bench.servers import (
     memory_kib,
     running_gunicorn,
     server_environment,
+    wait_for_digit_sections,
     wait_until_ok,
 )
 
@@ -115,11 +118,13 @@ def measure_once(args, workers: int, log_dir: Path, repeat: int, env: dict) -> d
     with running_gunicorn(f"app-{repeat}", ["wsgi:app"], log_dir, env=env) as server:
         first_ok = wait_until_ok(server, args.path, args.timeout, args.interval)
         all_ready, note = wait_for_all_workers(server, workers, args.timeout, args.interval)
+        sections_rendered = wait_for_digit_sections(server, args.timeout, args.interval)
         send_warmup_requests(server, args.warmup_requests, workers)
         worker_pids = child_pids(server.process.pid)
         return {
             "first_200_s": first_ok - server.started,
             "all_workers_ready_s": None if note else all_ready - server.started,
+            "digit_sections_rendered_s": sections_rendered - server.started,
             "note": note,
             "master": memory_kib(server.process.pid),
             "workers": [memory_kib(pid) for pid in worker_pids],
@@ -138,6 +143,8 @@ def summarize_runs(runs: list[dict]) -> list[dict]:
     ready = [run["all_workers_ready_s"] for run in runs if run["all_workers_ready_s"] is not None]
     if ready:
         rows.append({"measure": "spawn to every worker ready", "unit": "s", "summary": summarize(ready)})
+    rows.append({"measure": "spawn to every worker's digit sections rendered", "unit": "s",
+                 "summary": summarize([run["digit_sections_rendered_s"] for run in runs])})
     rows += [
         {"measure": "master RSS", "unit": "MiB", "summary": mib([run["master"]["rss_kib"] for run in runs])},
         {"measure": "worker RSS (each)", "unit": "MiB", "summary": mib([worker["rss_kib"] for worker in workers])},

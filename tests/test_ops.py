@@ -21,7 +21,7 @@ import onnxruntime as ort
 import pytest
 
 from conftest import GUNICORN, REPO_ROOT, fetch, free_port, gunicorn_server
-from webapp import StartupError, create_app
+from webapp import StartupError, create_app, ops
 from webapp.providers import CPU_PROVIDER, configured_providers, select_providers
 
 CUDA = "CUDAExecutionProvider"
@@ -233,6 +233,23 @@ def test_readyz_503_for_provider_error(mnist_dir, model_path, providers, fragmen
 # ---------------------------------------------------------------------------
 
 
+def test_prerender_fills_digit_cache(mnist_dir, model_path):
+    app = create_app({"TESTING": True, "MNIST_DIR": str(mnist_dir), "MODEL_PATH": str(model_path), "DIGIT_HTML_CACHE": 25})
+    pages = app.extensions["mnist_digit_pages"]
+    assert app.test_client().get("/readyz").json["digit_sections_cached"] == 0
+
+    ops.start_prerender(app).join(timeout=60)
+    assert pages.section_cache_info().currsize == 25
+    assert app.test_client().get("/readyz").json["digit_sections_cached"] == 25
+
+    # The prerendered sections are what the pages serve: digit 24 is a hit, digit 25 a miss.
+    hits = pages.section_cache_info().hits
+    assert app.test_client().get("/digits/24").status_code == 200
+    assert pages.section_cache_info().hits == hits + 1
+    assert app.test_client().get("/digits/25").status_code == 200
+    assert pages.section_cache_info().hits == hits + 1
+
+
 def test_metrics_count_requests(client):
     before = client.get("/metrics").text
     for _ in range(3):
@@ -336,6 +353,16 @@ def test_readyz_under_gunicorn(server, model_path):
         assert report["onnxruntime_version"] == ort.__version__
         assert report["model_sha256"] == hashlib.sha256(model_path.read_bytes()).hexdigest()
         assert report["pid"] != os.getpid()
+
+
+def test_workers_prerender_digit_sections(server):
+    deadline = time.monotonic() + 60
+    while server.log().count("event=digit_sections_rendered") < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert re.findall(r"event=digit_sections_rendered count=(\d+)", server.log()) == ["10000", "10000"]
+    for _ in range(4):
+        report = json.loads(fetch(server.base + "/readyz")[2])
+        assert report["digit_sections_cached"] == 10_000
 
 
 def test_metrics_add_up_workers(server):

@@ -276,3 +276,31 @@ def test_environment_sets_paths(monkeypatch, mnist_dir, model_path):
     app = create_app()
     assert app.config["MNIST_DIR"] == str(mnist_dir)
     assert app.config["MODEL_PATH"] == str(model_path)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "<title>{{ title }}</title>",  # no section slot
+        "{{ section }} {{ title }}",  # slots out of order
+        "{{ title }} {{ section }} {{ section }}",  # a slot twice
+    ],
+    ids=["missing", "out-of-order", "twice"],
+)
+def test_frame_rejects_bad_slots(app, source):
+    from jinja2 import ChoiceLoader, DictLoader
+
+    from webapp.digit_pages import render_frame
+
+    app.jinja_env.loader = ChoiceLoader([DictLoader({"bad_frame.html": source}), app.jinja_env.loader])
+    with app.test_request_context("/"), pytest.raises(RuntimeError, match="bad_frame.html must show"):
+        render_frame("bad_frame.html")
+
+
+def test_frame_fills_slots_in_order(app):
+    from webapp.digit_pages import render_frame
+
+    with app.test_request_context("/"):
+        frame = render_frame("digit_fragment.html")
+    assert len(frame.parts) == 3
+    assert frame.fill("T", "<p>S</p>") == "<title>T</title>\n<p>S</p>"

@@ -14,13 +14,15 @@ every client.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
 from flask import Flask, current_app, render_template, request, url_for
 from markupsafe import Markup, escape
 
-from webapp.testset import Digit
+from webapp.resources import current_model, current_test_set
 
 EXTENSION = "mnist_digit_pages"
 PAGE_TEMPLATE = "digit_page.html"
@@ -111,23 +113,42 @@ def render_frame(template: str) -> Frame:
 
 
 class DigitPages:
-    """This app's digit pages and fragments, with the caches of their pieces."""
+    """This app's digit pages and fragments, with the caches of their pieces.
+
+    The app's test set and model never change (both come from its settings), so a
+    digit's index and the script root identify its section.
+    """
 
     def __init__(self, app: Flask) -> None:
         # One frame pair per script root; a deployment has one, and the bound keeps a
         # client-controlled root (a proxy's X-Forwarded-Prefix) from growing the cache.
         self._frames = lru_cache(maxsize=16)(self._render_frames)
-        # The key contains the digit's probabilities, so that output of another model is
-        # never served, and the script root, because the section links to other pages.
         self._sections = lru_cache(maxsize=app.config["DIGIT_HTML_CACHE"])(self._render_section)
 
-    def render(self, digit: Digit, count: int, fragment: bool) -> str:
-        """Return the full page, or the htmx fragment, that shows `digit` of `count`."""
+    def render(self, index: int, fragment: bool) -> str:
+        """Return the full page, or the htmx fragment, that shows test digit `index`."""
         script_root = request.script_root
         page_frame, fragment_frame = self._frames(script_root)
         frame = fragment_frame if fragment else page_frame
-        title = escape(f"Test digit {digit.index} · MNIST digit browser")
-        return frame.fill(title, self._sections(script_root, digit, count))
+        return frame.fill(*self._sections(script_root, index))
+
+    def prerender(self, indexes: Iterable[int]) -> int:
+        """Render and keep the sections of the digits `indexes` for the current script root; return how many.
+
+        Stops when the cache is full, so that it never evicts sections it has just
+        rendered. Between digits it sleeps for 0 s, which hands the GIL to request
+        threads, so that a request waits for at most one section (about 0.2 ms).
+        """
+        script_root = request.script_root
+        capacity = self._sections.cache_parameters()["maxsize"]
+        rendered = 0
+        for index in indexes:
+            if rendered >= capacity:
+                break
+            self._sections(script_root, index)
+            rendered += 1
+            time.sleep(0)
+        return rendered
 
     def section_cache_info(self):
         return self._sections.cache_info()
@@ -137,8 +158,12 @@ class DigitPages:
         return render_frame(PAGE_TEMPLATE), render_frame(FRAGMENT_TEMPLATE)
 
     @staticmethod
-    def _render_section(script_root: str, digit: Digit, count: int) -> Markup:
-        return Markup(render_template(SECTION_TEMPLATE, digit=digit, count=count))
+    def _render_section(script_root: str, index: int) -> tuple[Markup, Markup]:
+        """Return the page title and the section of test digit `index`, the values of SLOTS."""
+        test_set = current_test_set()
+        digit = test_set.digit(index, current_model())
+        title = escape(f"Test digit {index} · MNIST digit browser")
+        return title, Markup(render_template(SECTION_TEMPLATE, digit=digit, count=len(test_set)))
 
 
 def current_digit_pages() -> DigitPages:
@@ -149,8 +174,8 @@ def init_app(app: Flask) -> None:
     """Set up the digit pages of `app`; its DIGIT_HTML_CACHE setting bounds the section cache.
 
     DIGIT_HTML_CACHE is the number of digit sections kept per process, least recently
-    used out first, and 0 turns the cache off. A section is about 4.6 KB, so keeping all
-    10,000 MNIST test digits takes about 46 MB per process.
+    used out first, and 0 turns the cache off. A section is about 4.5 KB of HTML, and
+    all 10,000 MNIST test digits added 49 MiB to a worker's RSS (bench/startup.py).
     """
     app.extensions[EXTENSION] = DigitPages(app)
     app.add_template_global(site_links)

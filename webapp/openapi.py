@@ -338,6 +338,11 @@ def schemas(max_batch: int) -> dict:
                 "model_sha256": sha256,
                 "test_digits": {"type": "integer", "minimum": 0},
                 "warm_up_seconds": {"type": "number", "minimum": 0},
+                "digit_sections_cached": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Rendered digit page sections that this worker keeps.",
+                },
             },
             "required": [
                 "status",
@@ -351,6 +356,7 @@ def schemas(max_batch: int) -> dict:
                 "model_sha256",
                 "test_digits",
                 "warm_up_seconds",
+                "digit_sections_cached",
             ],
             "additionalProperties": False,
         },

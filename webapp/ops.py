@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 import sys
+import threading
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +31,7 @@ from flask import Blueprint, Flask, Response, current_app, g, has_request_contex
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from webapp.digit_pages import current_digit_pages
 from webapp.process_cache import ProcessCache
 from webapp.resources import current_model, current_test_set, model_card
 
@@ -100,7 +102,13 @@ def readyz():
         reason = f"{type(exc).__name__}: {first_line(exc)}"
         log_failed_warm_up(reason)
         return jsonify(status="not ready", reason=reason), 503
-    return jsonify(status="ready", gunicorn_workers=app.config.get("GUNICORN_WORKERS"), pid=os.getpid(), **details)
+    return jsonify(
+        status="ready",
+        gunicorn_workers=app.config.get("GUNICORN_WORKERS"),
+        pid=os.getpid(),
+        digit_sections_cached=current_digit_pages().section_cache_info().currsize,
+        **details,
+    )
 
 
 @bp.get("/metrics")
@@ -177,6 +185,30 @@ def run_warm_up() -> dict:
     }
 
 
+def prerender_digit_pages(app: Flask) -> None:
+    """Render and cache the section of every test digit, and log how many and how long.
+
+    The sections are rendered for the script root "", so they serve a server at the root
+    of its host. Under another root, pages render their sections on first request.
+    """
+    start = time.perf_counter()
+    try:
+        # A request context for "/" provides url_for and the script root "".
+        with app.test_request_context("/"):
+            count = current_digit_pages().prerender(range(len(current_test_set())))
+    except Exception as exc:  # the pages still render on first request
+        log_event(logging.ERROR, "digit_sections_failed", reason=f"{type(exc).__name__}: {first_line(exc)}")
+        return
+    log_event(logging.INFO, "digit_sections_rendered", count=count, seconds=f"{time.perf_counter() - start:.3f}")
+
+
+def start_prerender(app: Flask) -> threading.Thread:
+    """Run prerender_digit_pages in a daemon thread, so that the process serves meanwhile."""
+    thread = threading.Thread(target=prerender_digit_pages, args=(app,), name="prerender-digit-pages", daemon=True)
+    thread.start()
+    return thread
+
+
 def log_failed_warm_up(reason: str) -> None:
     if _last_failure != [reason]:
         log_event(logging.ERROR, "warm_up_failed", reason=reason)
@@ -214,13 +246,16 @@ def start_request() -> None:
 def finish_request(response: Response) -> Response:
     if "request_id" not in g:  # another before_request hook failed before start_request ran
         start_request()
-    response.headers[REQUEST_ID_HEADER] = g.request_id
+    # The objects behind the proxies, looked up once: each proxy access costs a context lookup.
+    state, current = g._get_current_object(), request._get_current_object()
+    response.headers[REQUEST_ID_HEADER] = state.request_id
 
-    endpoint = request.url_rule.endpoint if request.url_rule else "unmatched"
-    method = request.method if request.method in KNOWN_METHODS else "other"
-    request_metrics(endpoint, method, response.status_code).observe(time.perf_counter() - g.request_started)
+    rule, method, status = current.url_rule, current.method, response.status_code
+    endpoint = rule.endpoint if rule else "unmatched"
+    method = method if method in KNOWN_METHODS else "other"
+    request_metrics(endpoint, method, status).observe(time.perf_counter() - state.request_started)
 
-    if response.status_code >= 400:
+    if status >= 400:
         kind = error_kind(response.status_code)
         ERRORS.labels(kind).inc()
         body = response.get_json(silent=True) if response.is_json else None

@@ -49,7 +49,7 @@ def default_settings() -> dict:
         "ORT_INTRA_OP_THREADS": 1,
         # Digit PNGs are 28 x PNG_SCALE pixels wide.
         "PNG_SCALE": 10,
-        # Rendered digit sections that each process keeps (about 4.6 KB each); 0 turns the cache off.
+        # Rendered digit page sections that each process keeps (about 5 KB each); 0 turns the cache off.
         "DIGIT_HTML_CACHE": 10_000,
         # ONNX Runtime execution providers in priority order; a comma-separated string in
         # the environment, a tuple of names once loaded (see webapp/providers.py).

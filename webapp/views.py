@@ -9,7 +9,7 @@ from werkzeug.http import quote_etag
 
 from webapp.digit_pages import current_digit_pages, digit_url
 from webapp.exceptions import InputError
-from webapp.resources import current_model, current_test_set
+from webapp.resources import current_test_set
 
 bp = Blueprint("digits", __name__)
 
@@ -26,10 +26,8 @@ def wants_fragment() -> bool:
     htmx sends HX-History-Restore-Request when Back misses its history cache and it needs
     the whole page again, so that request gets the full page.
     """
-    return (
-        request.headers.get("HX-Request") == "true"
-        and request.headers.get("HX-History-Restore-Request") != "true"
-    )
+    environ = request.environ  # the raw headers: cheaper than request.headers on every page
+    return environ.get("HTTP_HX_REQUEST") == "true" and environ.get("HTTP_HX_HISTORY_RESTORE_REQUEST") != "true"
 
 
 def render_page_or_fragment(page_template: str, fragment_template: str, status: int = 200, **context):
@@ -62,9 +60,7 @@ def parse_index(text: str, count: int, url_prefix: str = "/digits") -> int:
 
 def render_digit(index: int):
     """Return the page or htmx fragment of test digit `index`, built from stored pieces."""
-    test_set = current_test_set()
-    digit = test_set.digit(index, current_model())
-    html = current_digit_pages().render(digit, len(test_set), fragment=wants_fragment())
+    html = current_digit_pages().render(index, fragment=wants_fragment())
     response = current_app.response_class(html, mimetype="text/html")
     response.headers["Vary"] = "HX-Request"
     return response
