@@ -2,8 +2,10 @@
 
 Both servers start from the shipped gunicorn.conf.py settings (the bare one without the
 hooks, see bench/bare_gunicorn_conf.py) on free 127.0.0.1 ports, with this process's
-environment. Every route is measured once for warm-up, then `--repeats` times in turn,
-so slow drift of the machine affects all routes alike. Results go to bench/results/serve.json.
+environment. Every route is measured once for warm-up, then in `--repeats` rounds that
+take the routes in turn. A route's ratios to the bare page are the median, over the
+rounds, of its run divided by the bare page's run in the same round, so slow drift of
+the machine cancels out. Results go to bench/results/serve.json.
 
 Run from the repository root: python -m bench.serve --help
 """
@@ -46,7 +48,7 @@ from bench.servers import (
 from train.data import IDXError
 
 LUA_SCRIPT = Path(__file__).resolve().parent / "wrk_route.lua"
-FULL_DEFAULTS = {"duration": 10, "repeats": 3, "warmup": 2}
+FULL_DEFAULTS = {"duration": 6, "repeats": 5, "warmup": 2}
 QUICK_DEFAULTS = {"duration": 2, "repeats": 1, "warmup": 1}
 TEST_DIGITS = 10_000
 START_TIMEOUT_SECONDS = 120
@@ -244,12 +246,15 @@ def summarize_route(route: Route, runs: list[dict]) -> dict:
 
 
 def add_ratios(summaries: list[dict], bare: dict) -> None:
-    """Add each route's median req/s and p99 divided by the bare route's."""
+    """Add each route's req/s and p99 divided by the bare route's: per round, then summarized over rounds."""
     for summary in summaries:
-        summary["requests_per_second_over_bare"] = (
-            summary["requests_per_second"]["median"] / bare["requests_per_second"]["median"]
+        pairs = list(zip(summary["runs"], bare["runs"], strict=True))
+        summary["requests_per_second_over_bare"] = summarize(
+            [run["requests_per_second"] / bare_run["requests_per_second"] for run, bare_run in pairs]
         )
-        summary["p99_over_bare"] = summary["p99_ms"]["median"] / bare["p99_ms"]["median"]
+        summary["p99_over_bare"] = summarize(
+            [run["latency_p99_us"] / bare_run["latency_p99_us"] for run, bare_run in pairs]
+        )
 
 
 def format_errors(errors: dict) -> str:
@@ -271,8 +276,8 @@ def build_table(summaries: list[dict]) -> str:
             format_spread(summary["requests_per_second"], 0),
             format_spread(summary["p50_ms"], 2),
             format_spread(summary["p99_ms"], 2),
-            f"{summary['requests_per_second_over_bare']:.3f}",
-            f"{summary['p99_over_bare']:.2f}",
+            format_spread(summary["requests_per_second_over_bare"], 2),
+            format_spread(summary["p99_over_bare"], 2),
             format_errors(summary["errors"]),
             f"{summary['server_cpu_cores']['median']:.2f}",
             f"{summary['wrk_cpu_cores']['median']:.2f}",

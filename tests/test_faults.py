@@ -155,7 +155,7 @@ def test_broken_file_stops_gunicorn(tmp_path, mnist_dir, model_path, case_id, ta
 # ---------------------------------------------------------------------------
 
 LOAD_CLIENTS = 4  # client threads, so at most 4 requests are in flight at any moment
-THREADS_PER_WORKER = 4  # gunicorn.conf.py's GUNICORN_THREADS default
+THREADS_PER_WORKER = 2  # gunicorn.conf.py's GUNICORN_THREADS default
 
 
 def worker_pids(master_pid: int) -> set[int]:
@@ -225,8 +225,9 @@ def test_killed_worker_is_replaced(tmp_path, mnist_dir, model_path):
     before_kill = [status for moment, status in results if moment < killed_at]
     after_replacement = [status for moment, status in results if moment > replaced_at + 0.5]
     # Only requests in flight on the killed worker may fail: at most one per client
-    # thread, and never more than the worker's request threads.
-    assert len(failures) <= min(LOAD_CLIENTS, THREADS_PER_WORKER), failures
+    # thread. That can be more than the worker's request threads, because a gthread
+    # worker accepts connections and queues them while its threads are busy.
+    assert len(failures) <= LOAD_CLIENTS, failures
     assert set(failures) <= {0}  # connection reset, never an HTTP error status
     assert before_kill and set(before_kill) == {200}
     assert after_replacement and set(after_replacement) == {200}
