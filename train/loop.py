@@ -20,11 +20,11 @@ class TrainConfig:
     """Every setting that affects the trained weights; saved in the model card."""
 
     epochs: int = 12
-    batch_size: int = 128
+    batch_size: int = 256
     lr: float = 0.01  # peak learning rate of the one-cycle schedule, or the constant rate
     weight_decay: float = 0.1
     schedule: str = "onecycle"  # "onecycle" or "constant"
-    warmup_fraction: float = 0.3  # share of one-cycle steps spent raising the learning rate
+    warmup_fraction: float = 0.15  # share of one-cycle steps spent raising the learning rate
     label_smoothing: float = 0.0
     dropout: float = 0.2
     augment: bool = True
