@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -55,9 +56,11 @@ def main() -> None:
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1"}
+    # The pages shown need no session, so a random key serves when none is set.
+    env = {"SECRET_KEY": secrets.token_hex(32), **os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1"}
+    # The server's errors go to this process's stderr, so a failed start says why.
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "wsgi:app"], cwd=REPO_ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL)
     try:
         wait_until_up(base + "/digits/0", server)
         with sync_playwright() as playwright:
