@@ -141,6 +141,7 @@ BAD_REQUESTS = [
     ("form-urlencoded", raw_call(PREDICT, b"pixels=1", "application/x-www-form-urlencoded"), 415, "application/x-www-form-urlencoded"),
     ("invalid-json", raw_call(PREDICT, b'{"pixels": ['), 400, "the request body is not valid JSON"),
     ("empty-body", raw_call(PREDICT, b""), 400, "the request body is empty"),
+    ("integer-of-5000-digits", raw_call(PREDICT, b'{"pixels": [' + b"1" * 5000 + b"]}"), 400, "an integer of more than 4,300 digits"),
     ("not-utf8", raw_call(PREDICT, b'{"pixels": "\xff\xfe"}'), 400, "not valid JSON: it is not UTF-8 text"),
     ("nan-literal", raw_call(PREDICT, b'{"pixels": [NaN]}'), 400, "NaN is not a JSON number"),
     ("infinity-literal", raw_call(PREDICT, b'{"pixels": [-Infinity]}'), 400, "-Infinity is not a JSON number"),

@@ -250,6 +250,17 @@ def test_prerender_fills_digit_cache(mnist_dir, model_path):
     assert pages.section_cache_info().hits == hits + 1
 
 
+def test_prerender_uses_script_name(monkeypatch, mnist_dir, model_path):
+    monkeypatch.setenv("SCRIPT_NAME", "/mnist")
+    app = create_app({"TESTING": True, "MNIST_DIR": str(mnist_dir), "MODEL_PATH": str(model_path), "DIGIT_HTML_CACHE": 3})
+    pages = app.extensions["mnist_digit_pages"]
+    ops.prerender_digit_pages(app)
+    response = app.test_client().get("/digits/2", base_url="http://localhost/mnist")
+    assert response.status_code == 200
+    assert '<img src="/mnist/digits/2.png"' in response.text
+    assert pages.section_cache_info().hits == 1
+
+
 def test_metrics_count_requests(client):
     before = client.get("/metrics").text
     for _ in range(3):

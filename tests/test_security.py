@@ -74,13 +74,24 @@ def test_upload_with_header_token(client, test_split):
     assert "<!doctype html>" not in response.text
 
 
-@pytest.mark.parametrize("token", [None, "", "forged-token"])
+@pytest.mark.parametrize("token", [None, "", "forged-token", "é", "\u00e9" * 43])
 def test_upload_without_valid_token_rejected(client, test_split, token):
     client.get("/draw")
     data = {"image": (io.BytesIO(png_bytes(test_split, 3)), "3.png")}
     if token is not None:
         data["csrf_token"] = token
     response = client.post("/draw", data=data)
+    assert response.status_code == 400
+    assert "The form could not be verified" in response.text
+
+
+def test_non_ascii_header_token_rejected(client, test_split):
+    client.get("/draw")
+    response = client.post(
+        "/draw",
+        data={"image": (io.BytesIO(png_bytes(test_split, 3)), "3.png")},
+        headers={"X-CSRF-Token": "éééé", "HX-Request": "true", "HX-Target": "result"},
+    )
     assert response.status_code == 400
     assert "The form could not be verified" in response.text
 

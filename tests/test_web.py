@@ -304,3 +304,33 @@ def test_frame_fills_slots_in_order(app):
         frame = render_frame("digit_fragment.html")
     assert len(frame.parts) == 3
     assert frame.fill("T", "<p>S</p>") == "<title>T</title>\n<p>S</p>"
+
+
+def test_leading_zeros_do_not_count_towards_limit(client):
+    response = client.get("/digits/0000000005")
+    assert response.status_code == 200
+    assert shown_index(response.text) == 5
+    assert client.get("/digits/" + "0" * 50 + "5").status_code == 200
+    assert client.get("/digits/1" + "0" * 9).status_code == 404
+
+
+def test_unprintable_index_shown_safely(client):
+    response = client.get("/digits/5%00x")
+    assert response.status_code == 404
+    assert "\x00" not in response.text
+    assert "There is no test digit &#34;5?x&#34;" in response.text
+
+
+def test_random_index_page_is_not_cached(client):
+    assert client.get("/").headers["Cache-Control"] == "no-store"
+
+
+def test_random_digit_push_url_is_percent_encoded(client):
+    response = client.get("/digits/random", headers=HX, base_url="http://localhost/m%C3%BC")
+    assert response.headers["HX-Push-Url"] == f"/m%C3%BC/digits/{shown_index_under(response.text, '/mü')}"
+
+
+def shown_index_under(html: str, script_root: str) -> int:
+    match = re.search(rf'<img src="{re.escape(script_root)}/digits/(\d+)\.png"', html)
+    assert match, "no digit image in the response"
+    return int(match.group(1))

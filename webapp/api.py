@@ -155,6 +155,9 @@ def parse_json(data: bytes) -> object:
     except UnicodeDecodeError:
         raise InputError("the request body is not valid JSON: it is not UTF-8 text") from None
     except ValueError as exc:
+        if "integer string conversion" in str(exc):
+            # Python refuses to parse integers of more than 4,300 digits (sys.int_info).
+            raise InputError("the request body contains an integer of more than 4,300 digits; send numbers in [0, 1]") from None
         raise InputError(f"the request body is not valid JSON: {exc}") from None
 
 

@@ -188,13 +188,15 @@ def run_warm_up() -> dict:
 def prerender_digit_pages(app: Flask) -> None:
     """Render and cache the section of every test digit, and log how many and how long.
 
-    The sections are rendered for the script root "", so they serve a server at the root
-    of its host. Under another root, pages render their sections on first request.
+    The sections are rendered for the script root in the SCRIPT_NAME environment
+    variable, which gunicorn puts into every request, or "" without it. Pages under
+    another root (a proxy's prefix header) render their sections on first request.
     """
     start = time.perf_counter()
+    script_root = os.environ.get("SCRIPT_NAME", "").rstrip("/")
     try:
-        # A request context for "/" provides url_for and the script root "".
-        with app.test_request_context("/"):
+        # A request context provides url_for and the script root.
+        with app.test_request_context("/", base_url=f"http://localhost{script_root}/"):
             count = current_digit_pages().prerender(range(len(current_test_set())))
     except Exception as exc:  # the pages still render on first request
         log_event(logging.ERROR, "digit_sections_failed", reason=f"{type(exc).__name__}: {first_line(exc)}")

@@ -66,7 +66,8 @@ def check_csrf() -> None:
 
     expected = session.get(CSRF_SESSION_KEY)
     sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FORM_FIELD)
-    if not expected or not sent or not hmac.compare_digest(expected, sent):
+    # Compared as bytes: compare_digest raises TypeError for str with non-ASCII characters.
+    if not expected or not sent or not hmac.compare_digest(expected.encode(), sent.encode()):
         log.warning("rejected request without a valid CSRF token: %s %s", request.method, request.path)
         raise InputError(
             "The form could not be verified: it is from an old page or another site. "

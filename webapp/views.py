@@ -6,6 +6,7 @@ import random
 
 from flask import Blueprint, current_app, make_response, redirect, render_template, request
 from werkzeug.http import quote_etag
+from werkzeug.urls import iri_to_uri
 
 from webapp.digit_pages import current_digit_pages, digit_url
 from webapp.exceptions import InputError
@@ -47,9 +48,11 @@ def parse_index(text: str, count: int, url_prefix: str = "/digits") -> int:
 
     url_prefix is the route the message suggests, so API clients get API URLs.
     """
-    valid = text.isascii() and text.isdigit() and len(text) <= MAX_INDEX_DIGITS
+    # Leading zeros do not count towards the length limit, which keeps int() cheap.
+    valid = text.isascii() and text.isdigit() and len(text.lstrip("0")) <= MAX_INDEX_DIGITS
     if not valid or int(text) >= count:
-        quoted = text if len(text) <= 40 else text[:40] + "..."
+        shown = "".join(character if character.isprintable() else "?" for character in text[:40])
+        quoted = shown if len(text) <= 40 else shown + "..."
         raise InputError(
             f'There is no test digit "{quoted}". Test digits are numbered 0 to {count - 1}; '
             f"try {url_prefix}/0 or {url_prefix}/{count - 1}.",
@@ -69,7 +72,9 @@ def render_digit(index: int):
 @bp.get("/")
 def index():
     """Show a random test digit."""
-    return render_digit(random.randrange(len(current_test_set())))
+    response = render_digit(random.randrange(len(current_test_set())))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/digits/random")
@@ -82,7 +87,8 @@ def random_digit():
     index = random.randrange(len(current_test_set()))
     if wants_fragment():
         response = render_digit(index)
-        response.headers["HX-Push-Url"] = digit_url(index)
+        # Percent-encoded like the Location header of the redirect below.
+        response.headers["HX-Push-Url"] = iri_to_uri(digit_url(index))
     else:
         response = redirect(digit_url(index))
         response.headers["Vary"] = "HX-Request"
