@@ -324,13 +324,17 @@ def build_notes(results: dict, machine: dict, args) -> list[str]:
     notes = [
         f"wrk runs on the same machine as the server and used up to {wrk_cores:.2f} of "
         f"{machine['usable_cpus']} usable CPUs, so the req/s are lower bounds of what the server alone could do.",
-        "server CPU plus wrk CPU well below the usable CPUs means that other processes took CPU time "
-        "during the runs, or that the server waited on something other than the CPU.",
         "wrk (4.x) sends the next request only after a response, so p99 leaves out the time that queued "
         "requests would wait under a fixed arrival rate (coordinated omission).",
         f"PNG requests cycle through {args.png_indexes} digits; after the warm-up each worker serves them "
         "from its in-memory PNG cache, so the PNG row measures cache hits, not PNG encoding.",
     ]
+    busy = min(summary["server_cpu_cores"]["median"] + summary["wrk_cpu_cores"]["median"] for summary in results["routes"])
+    if busy < 0.8 * machine["usable_cpus"]:
+        notes.append(
+            f"server CPU plus wrk CPU fell to {busy:.2f} of {machine['usable_cpus']} usable CPUs on one route, "
+            "so other processes took CPU time during the runs, or the server waited on something other than the CPU."
+        )
     hooks = results["server"]["hooks_left_out_of_bare"]
     if PER_REQUEST_HOOKS & set(hooks):
         notes.append(f"warning: gunicorn.conf.py defines per-request hooks {hooks}; the bare server runs without them.")
