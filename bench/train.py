@@ -106,7 +106,7 @@ def shipped_command(args, out_dir: Path) -> list[str]:
         if value is not None:
             command += [option, str(value)]
     if args.mnist_dir:
-        command += ["--data-dir", str(args.mnist_dir)]
+        command += ["--mnist-dir", str(args.mnist_dir)]
     return command
 
 

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--threads", type=int, default=None, help="PyTorch CPU threads (default: PyTorch's choice, one per core)")
     run.add_argument(
-        "--data-dir", type=Path, default=None,
+        "--mnist-dir", "--data-dir", dest="data_dir", metavar="DIR", type=Path, default=None,
         help="folder with the MNIST IDX files (default: $MNIST_DIR, else data/mnist in the checkout)",
     )
     run.add_argument(

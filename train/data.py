@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                             ("verify", "verify the checksums of the files already present")):
         command = commands.add_parser(name, help=help_text)
         command.add_argument(
-            "--dir", type=Path, default=default_data_dir(),
+            "--dir", "--mnist-dir", dest="dir", type=Path, default=default_data_dir(),
             help="folder for the MNIST files (default: $MNIST_DIR, else data/mnist in the checkout)",
         )
     download_parser = commands.choices["download"]

@@ -78,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("models/mnist.int8.onnx"), help="int8 model to write (default: %(default)s)")
     parser.add_argument("--calibration-images", type=int, default=1000, help="training images for calibration (default: %(default)s)")
     parser.add_argument("--max-drop", type=float, default=0.1, help="largest accepted accuracy drop, in percentage points (default: %(default)s)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="MNIST folder (default: $MNIST_DIR, else data/mnist)")
+    parser.add_argument(
+        "--mnist-dir", "--data-dir", dest="data_dir", metavar="DIR", type=Path, default=None,
+        help="MNIST folder (default: $MNIST_DIR, else data/mnist)",
+    )
     args = parser.parse_args(argv)
 
     data_dir = args.data_dir or default_data_dir()
