@@ -96,8 +96,8 @@ def make_environ(method: str, path: str, headers: dict, body: bytes = b"") -> di
     return environ
 
 
-def call(wsgi_app, environ: dict) -> str:
-    """Run one request through wsgi_app, read the whole body, and return the status line."""
+def call(wsgi_app, environ: dict) -> tuple[str, bytes]:
+    """Run one request through wsgi_app, read the whole body, and return the status line and the body."""
     statuses = []
 
     def start_response(status, headers, exc_info=None):
@@ -105,11 +105,11 @@ def call(wsgi_app, environ: dict) -> str:
 
     chunks = wsgi_app(environ, start_response)
     try:
-        b"".join(chunks)
+        body = b"".join(chunks)
     finally:
         if hasattr(chunks, "close"):
             chunks.close()
-    return statuses[0]
+    return statuses[0], body
 
 
 def build_requests(key: str, count: int, predict_bodies: list[bytes]) -> list[tuple[str, str, dict, bytes]]:
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         count = len(test_set)
         pixels = to_model_input(test_set.images[:10])
     predict_bodies = [json.dumps({"pixels": image[0].tolist()}).encode() for image in pixels]
-    page_bytes = len(call_body(app.wsgi_app, make_environ("GET", "/digits/0", {})))
+    page_bytes = len(call(app.wsgi_app, make_environ("GET", "/digits/0", {}))[1])
     bare_app.PAGE = bare_app.build_page(page_bytes)
 
     machine, versions = machine_info(), library_versions()
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     requests = {key: build_requests(key, count, predict_bodies) for key in ROUTES}
     for key in ("page", "png"):  # warm the caches: every digit page and every cycled PNG once
         for method, path, headers, body in requests[key]:
-            status = call(apps[key], make_environ(method, path, headers, body))
+            status, _ = call(apps[key], make_environ(method, path, headers, body))
             if not status.startswith("200"):
                 print(f"error: {path} returned {status}; expected 200", file=sys.stderr)
                 return 1
@@ -202,11 +202,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         print_profile(apps[args.profile], requests[args.profile], args.requests)
     return 0
-
-
-def call_body(wsgi_app, environ: dict) -> bytes:
-    chunks = wsgi_app(environ, lambda status, headers, exc_info=None: None)
-    return b"".join(chunks)
 
 
 def print_profile(wsgi_app, requests: list, count: int) -> None:

@@ -10,6 +10,7 @@ from functools import lru_cache
 
 import numpy as np
 from PIL import Image
+from werkzeug.http import quote_etag
 
 from train.data import load_split
 from webapp.inference import Model
@@ -116,13 +117,13 @@ class TestSet:
 
     @lru_cache(maxsize=None)
     def png(self, index: int, scale: int) -> tuple[bytes, str]:
-        """Return test digit `index` as a grayscale PNG, upscaled `scale` times, and its ETag.
+        """Return test digit `index` as a grayscale PNG, upscaled `scale` times, and its quoted strong ETag.
 
         Both are computed once per process and digit, so serving a PNG costs no encoding
         and no hashing.
         """
         data = encode_png(self.images[index], scale)
-        return data, hashlib.sha256(data).hexdigest()[:32]
+        return data, quote_etag(hashlib.sha256(data).hexdigest()[:32])
 
 
 def to_model_input(pixels: np.ndarray) -> np.ndarray:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import random
 
-from flask import Blueprint, current_app, make_response, redirect, render_template, request
-from werkzeug.http import quote_etag
+from flask import Blueprint, current_app, redirect, render_template, request
 from werkzeug.urls import iri_to_uri
 
 from webapp.digit_pages import current_digit_pages, digit_url
@@ -38,7 +37,12 @@ def render_page_or_fragment(page_template: str, fragment_template: str, status: 
     a fragment it stored for htmx in response to a normal navigation.
     """
     template = fragment_template if wants_fragment() else page_template
-    response = make_response(render_template(template, **context), status)
+    return html_response(render_template(template, **context), status)
+
+
+def html_response(html: str, status: int = 200):
+    """Return an HTML response that varies on HX-Request, as every page and fragment does."""
+    response = current_app.response_class(html, status=status, mimetype="text/html")
     response.headers["Vary"] = "HX-Request"  # a new response has no Vary header yet
     return response
 
@@ -51,8 +55,8 @@ def parse_index(text: str, count: int, url_prefix: str = "/digits") -> int:
     # Leading zeros do not count towards the length limit, which keeps int() cheap.
     valid = text.isascii() and text.isdigit() and len(text.lstrip("0")) <= MAX_INDEX_DIGITS
     if not valid or int(text) >= count:
-        shown = "".join(character if character.isprintable() else "?" for character in text[:40])
-        quoted = shown if len(text) <= 40 else shown + "..."
+        printable = "".join(character if character.isprintable() else "?" for character in text[:40])
+        quoted = printable if len(text) <= 40 else printable + "..."
         raise InputError(
             f'There is no test digit "{quoted}". Test digits are numbered 0 to {count - 1}; '
             f"try {url_prefix}/0 or {url_prefix}/{count - 1}.",
@@ -63,10 +67,7 @@ def parse_index(text: str, count: int, url_prefix: str = "/digits") -> int:
 
 def render_digit(index: int):
     """Return the page or htmx fragment of test digit `index`, built from stored pieces."""
-    html = current_digit_pages().render(index, fragment=wants_fragment())
-    response = current_app.response_class(html, mimetype="text/html")
-    response.headers["Vary"] = "HX-Request"
-    return response
+    return html_response(current_digit_pages().render(index, fragment=wants_fragment()))
 
 
 @bp.get("/")
@@ -112,7 +113,7 @@ def digit_png(index: str):
     # Plain header values: the typed Cache-Control and ETag accessors of Werkzeug parse
     # and rewrite the header on every change, which cost more than the rest of the view.
     response.headers["Cache-Control"] = PNG_CACHE_CONTROL
-    response.headers["ETag"] = quote_etag(etag)
+    response.headers["ETag"] = etag
     if request.environ.get("HTTP_IF_NONE_MATCH") or request.environ.get("HTTP_IF_MODIFIED_SINCE"):
         return response.make_conditional(request)
     return response
