@@ -62,9 +62,9 @@ sizing_errors: list[str] = []
 cores = cpu_cores()
 intra_op_threads = positive_int_from_env("ORT_INTRA_OP_THREADS", 1)
 # Request threads per worker. Each request holds the GIL almost all the time, so more
-# threads add no throughput: with 2 workers on 2 cores, 1, 2, 4 and 8 threads served
+# threads add no throughput. With 2 workers on 2 cores, 1, 2, 4 and 8 threads served
 # digit pages at about the same rate, and 2 gave the lowest p99 on most routes
-# (bench/serve.py, docs/benchmarks.md).
+# (bench/serve.py; the sweep is in docs/benchmarks.md).
 threads = positive_int_from_env("GUNICORN_THREADS", 2)
 if os.environ.get("WEB_CONCURRENCY"):
     workers = positive_int_from_env("WEB_CONCURRENCY", 1)

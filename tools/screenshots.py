@@ -58,7 +58,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     # The pages shown need no session, so a random key serves when none is set.
     env = {"SECRET_KEY": secrets.token_hex(32), **os.environ, "GUNICORN_BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1"}
-    # The server's errors go to this process's stderr, so a failed start says why.
+    # The server's errors go to this process's stderr, so a failed start shows its cause.
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "wsgi:app"], cwd=REPO_ROOT, env=env,
                               stdout=subprocess.DEVNULL)
     try:

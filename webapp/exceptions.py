@@ -15,5 +15,5 @@ class InputError(ValueError):
 class NoDigitFound(InputError):
     """An image with no ink in it: blank, or a single flat colour."""
 
-    def __init__(self, message: str = "No digit found: the image is blank or one flat colour. Draw or upload a digit that stands out from its background.") -> None:
+    def __init__(self, message: str = "No digit found: the image is blank or a single colour. Draw or upload a digit that contrasts with its background.") -> None:
         super().__init__(message, status=422)
